@@ -1,0 +1,254 @@
+// Package onnxgraph builds small ONNX inference graphs (convolutions,
+// pooling, dense layers) from Go and serialises them as ONNX model files.
+//
+// It is what the trainer uses to export a multi-exit network stage by stage,
+// what the replica generator uses to write cost-replica models, and what
+// tests use to write fixtures. Every op it emits is in the default ONNX
+// domain at opset 13, which every ONNX Runtime release since 1.8 runs.
+package onnxgraph
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+
+	"github.com/advancedclimatesystems/gonnx/onnx"
+	"google.golang.org/protobuf/proto"
+)
+
+// Opset is the ONNX operator set version the builder targets.
+const Opset = 13
+
+// irVersion 8 is the IR that opset 13 shipped with.
+const irVersion = 8
+
+// Dim is one dimension of a graph input or output: a fixed size, or a named
+// symbolic size (such as the batch dimension "N") when Param is set.
+type Dim struct {
+	Value int64
+	Param string
+}
+
+// Dims turns fixed sizes into Dims; a negative size becomes the symbolic
+// batch dimension "N".
+func Dims(sizes ...int64) []Dim {
+	d := make([]Dim, len(sizes))
+	for i, s := range sizes {
+		if s < 0 {
+			d[i] = Dim{Param: "N"}
+		} else {
+			d[i] = Dim{Value: s}
+		}
+	}
+	return d
+}
+
+// Graph accumulates nodes, weights, inputs and outputs of one ONNX graph.
+// The zero value is not usable; start with New.
+type Graph struct {
+	name    string
+	nodes   []*onnx.NodeProto
+	inits   []*onnx.TensorProto
+	inputs  []*onnx.ValueInfoProto
+	outputs []*onnx.ValueInfoProto
+	names   map[string]int
+	meta    map[string]string
+}
+
+// New starts an empty graph with the given name.
+func New(name string) *Graph {
+	return &Graph{name: name, names: map[string]int{}, meta: map[string]string{}}
+}
+
+// fresh returns a unique tensor name built from prefix.
+func (g *Graph) fresh(prefix string) string {
+	n := g.names[prefix]
+	g.names[prefix] = n + 1
+	return fmt.Sprintf("%s_%d", prefix, n)
+}
+
+// Input declares a float32 graph input.
+func (g *Graph) Input(name string, dims []Dim) string {
+	g.inputs = append(g.inputs, valueInfo(name, dims))
+	return name
+}
+
+// Output declares the tensor named name as a float32 graph output.
+func (g *Graph) Output(name string, dims []Dim) {
+	g.outputs = append(g.outputs, valueInfo(name, dims))
+}
+
+// SetMetadata stores a key/value pair in the model's metadata_props.
+func (g *Graph) SetMetadata(key, value string) { g.meta[key] = value }
+
+// Weight adds a float32 initializer and returns its name.
+func (g *Graph) Weight(prefix string, shape []int64, data []float32) string {
+	var n int64 = 1
+	for _, s := range shape {
+		n *= s
+	}
+	if int64(len(data)) != n {
+		panic(fmt.Sprintf("onnxgraph: weight %s: %d values for shape %v", prefix, len(data), shape))
+	}
+	name := g.fresh(prefix)
+	raw := make([]byte, 4*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	g.inits = append(g.inits, &onnx.TensorProto{
+		Name:     name,
+		Dims:     append([]int64(nil), shape...),
+		DataType: int32(onnx.TensorProto_FLOAT),
+		RawData:  raw,
+	})
+	return name
+}
+
+// int64Weight adds an int64 initializer (shapes for Reshape) and returns its name.
+func (g *Graph) int64Weight(prefix string, data []int64) string {
+	name := g.fresh(prefix)
+	g.inits = append(g.inits, &onnx.TensorProto{
+		Name:      name,
+		Dims:      []int64{int64(len(data))},
+		DataType:  int32(onnx.TensorProto_INT64),
+		Int64Data: append([]int64(nil), data...),
+	})
+	return name
+}
+
+// Node adds one node and returns the name of its (single) output, which is
+// out when given, or a fresh name otherwise.
+func (g *Graph) Node(op, out string, inputs []string, attrs ...*onnx.AttributeProto) string {
+	if out == "" {
+		out = g.fresh(op)
+	}
+	g.nodes = append(g.nodes, &onnx.NodeProto{
+		Name:      g.fresh("n_" + op),
+		OpType:    op,
+		Input:     inputs,
+		Output:    []string{out},
+		Attribute: attrs,
+	})
+	return out
+}
+
+// Ints is an INTS attribute.
+func Ints(name string, v ...int64) *onnx.AttributeProto {
+	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_INTS, Ints: v}
+}
+
+// Int is an INT attribute.
+func Int(name string, v int64) *onnx.AttributeProto {
+	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_INT, I: v}
+}
+
+// Float is a FLOAT attribute.
+func Float(name string, v float32) *onnx.AttributeProto {
+	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_FLOAT, F: v}
+}
+
+// Conv adds a 2-D convolution (weights [out, in, k, k], bias [out]) with the
+// given stride and symmetric padding.
+func (g *Graph) Conv(x string, w []float32, b []float32, out, in, k, stride, pad int64, name string) string {
+	wn := g.Weight("conv_w", []int64{out, in, k, k}, w)
+	bn := g.Weight("conv_b", []int64{out}, b)
+	return g.Node("Conv", name, []string{x, wn, bn},
+		Ints("kernel_shape", k, k), Ints("strides", stride, stride), Ints("pads", pad, pad, pad, pad))
+}
+
+// Relu adds max(x, 0).
+func (g *Graph) Relu(x, name string) string { return g.Node("Relu", name, []string{x}) }
+
+// MaxPool adds k×k max pooling with stride k.
+func (g *Graph) MaxPool(x string, k int64, name string) string {
+	return g.Node("MaxPool", name, []string{x}, Ints("kernel_shape", k, k), Ints("strides", k, k))
+}
+
+// GlobalAveragePool averages each channel over its spatial dimensions.
+func (g *Graph) GlobalAveragePool(x, name string) string {
+	return g.Node("GlobalAveragePool", name, []string{x})
+}
+
+// Flatten reshapes [N, ...] into [N, prod(...)].
+func (g *Graph) Flatten(x, name string) string {
+	return g.Node("Flatten", name, []string{x}, Int("axis", 1))
+}
+
+// Dense adds y = x·Wᵀ + b with W stored as [out, in] (Gemm, transB=1).
+func (g *Graph) Dense(x string, w []float32, b []float32, out, in int64, name string) string {
+	wn := g.Weight("fc_w", []int64{out, in}, w)
+	bn := g.Weight("fc_b", []int64{out}, b)
+	return g.Node("Gemm", name, []string{x, wn, bn}, Int("transB", 1))
+}
+
+// Identity copies x to a tensor named name (to give an internal tensor a
+// public output name).
+func (g *Graph) Identity(x, name string) string { return g.Node("Identity", name, []string{x}) }
+
+// Reshape reshapes x to shape (0 keeps a dimension, -1 infers one).
+func (g *Graph) Reshape(x string, shape []int64, name string) string {
+	s := g.int64Weight("shape", shape)
+	return g.Node("Reshape", name, []string{x, s})
+}
+
+// Model returns the ONNX model proto.
+func (g *Graph) Model() *onnx.ModelProto {
+	m := &onnx.ModelProto{
+		IrVersion:    irVersion,
+		ProducerName: "delen",
+		OpsetImport:  []*onnx.OperatorSetIdProto{{Domain: "", Version: Opset}},
+		Graph: &onnx.GraphProto{
+			Name:        g.name,
+			Node:        g.nodes,
+			Initializer: g.inits,
+			Input:       g.inputs,
+			Output:      g.outputs,
+		},
+	}
+	keys := make([]string, 0, len(g.meta))
+	for k := range g.meta {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		m.MetadataProps = append(m.MetadataProps, &onnx.StringStringEntryProto{Key: k, Value: g.meta[k]})
+	}
+	return m
+}
+
+// Marshal serialises the model deterministically: the same graph always
+// gives the same bytes.
+func (g *Graph) Marshal() ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(g.Model())
+}
+
+// WriteFile serialises the model into path.
+func (g *Graph) WriteFile(path string) error {
+	b, err := g.Marshal()
+	if err != nil {
+		return fmt.Errorf("marshal %s: %w", g.name, err)
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+func valueInfo(name string, dims []Dim) *onnx.ValueInfoProto {
+	shape := &onnx.TensorShapeProto{}
+	for _, d := range dims {
+		dim := &onnx.TensorShapeProto_Dimension{}
+		if d.Param != "" {
+			dim.Value = &onnx.TensorShapeProto_Dimension_DimParam{DimParam: d.Param}
+		} else {
+			dim.Value = &onnx.TensorShapeProto_Dimension_DimValue{DimValue: d.Value}
+		}
+		shape.Dim = append(shape.Dim, dim)
+	}
+	return &onnx.ValueInfoProto{
+		Name: name,
+		Type: &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
+			ElemType: int32(onnx.TensorProto_FLOAT),
+			Shape:    shape,
+		}}},
+	}
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Provisions what the project needs on a fresh machine; idempotent.
+#   - the ONNX Runtime shared library (from the onnxruntime-node npm package,
+#     whose C API matches onnxruntime_go v1.27.0) into .cache/ort/<arch>/
+#   - Mosquitto from Debian's packages (integration tests run against it)
+# DELEN_ORT_LIB, when set, points at a library to use instead (e.g. JetPack's).
+set -euo pipefail
+
+ORT_VERSION="${ORT_VERSION:-1.24.3}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="$root/.cache/ort"
+
+arch_dir() {
+	case "${1:-$(uname -m)}" in
+	x86_64 | amd64) echo x64 ;;
+	aarch64 | arm64) echo arm64 ;;
+	*) echo "unsupported architecture: $1" >&2; return 1 ;;
+	esac
+}
+
+provision_ort() {
+	if [[ -n "${DELEN_ORT_LIB:-}" ]]; then
+		[[ -f "$DELEN_ORT_LIB" ]] || { echo "DELEN_ORT_LIB=$DELEN_ORT_LIB: no such file" >&2; exit 1; }
+		echo "setup: ONNX Runtime from DELEN_ORT_LIB=$DELEN_ORT_LIB"
+		return
+	fi
+	if [[ -f "$cache/x64/libonnxruntime.so.1" && -f "$cache/arm64/libonnxruntime.so.1" && -f "$cache/VERSION" && "$(cat "$cache/VERSION")" == "$ORT_VERSION" ]]; then
+		echo "setup: ONNX Runtime $ORT_VERSION present in $cache"
+		return
+	fi
+	echo "setup: fetching ONNX Runtime $ORT_VERSION (npm package onnxruntime-node)"
+	tmp="$(mktemp -d)"
+	trap 'rm -rf "$tmp"' RETURN
+	(cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
+	tar -xzf "$tmp"/onnxruntime-node-*.tgz -C "$tmp" \
+		package/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
+		package/bin/napi-v6/linux/arm64/libonnxruntime.so.1
+	for a in x64 arm64; do
+		mkdir -p "$cache/$a"
+		cp "$tmp/package/bin/napi-v6/linux/$a/libonnxruntime.so.1" "$cache/$a/"
+	done
+	echo "$ORT_VERSION" >"$cache/VERSION"
+	echo "setup: ONNX Runtime $ORT_VERSION in $cache"
+}
+
+provision_mosquitto() {
+	if command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]]; then
+		echo "setup: mosquitto present"
+		return
+	fi
+	if [[ "${DELEN_SKIP_MOSQUITTO:-}" == 1 ]]; then
+		echo "setup: skipping mosquitto (DELEN_SKIP_MOSQUITTO=1)"
+		return
+	fi
+	echo "setup: installing mosquitto (Debian package)"
+	local sudo=""
+	[[ "$(id -u)" == 0 ]] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto >/dev/null
+	# The package's service is not wanted: tests start their own brokers.
+	$sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
+	echo "setup: mosquitto installed"
+}
+
+case "${1:-all}" in
+ort) provision_ort ;;
+mosquitto) provision_mosquitto ;;
+ort-path) arch="$(arch_dir "${2:-}")"; echo "${DELEN_ORT_LIB:-$cache/$arch/libonnxruntime.so.1}" ;;
+all) provision_ort; provision_mosquitto ;;
+*) echo "usage: $0 [all|ort|mosquitto|ort-path [arch]]" >&2; exit 2 ;;
+esac
