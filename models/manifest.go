@@ -233,3 +233,26 @@ func WriteManifest(dir string, m *Manifest) error {
 	}
 	return os.WriteFile(filepath.Join(dir, ManifestFile), append(b, '\n'), 0o644)
 }
+
+// Normalize converts uint8 input values into the model's float32 input:
+// ((u × Scale) − Mean[c]) / Std[c] for channel c (the first dimension of
+// Input.Shape). dst and src have one sample's (or a batch's) elements.
+func (m *Manifest) Normalize(dst []float32, src []byte) {
+	in := m.Input
+	per := 1
+	for _, d := range in.Shape[1:] {
+		per *= int(d)
+	}
+	channels := int(in.Shape[0])
+	dst = dst[:len(src)]
+	for i, u := range src {
+		v := float32(u) * in.Scale
+		if len(in.Mean) > 0 {
+			c := (i / per) % channels
+			if c < len(in.Mean) {
+				v = (v - in.Mean[c]) / in.Std[c]
+			}
+		}
+		dst[i] = v
+	}
+}

@@ -83,16 +83,31 @@ func (g *Graph) Output(name string, dims []Dim) {
 // SetMetadata stores a key/value pair in the model's metadata_props.
 func (g *Graph) SetMetadata(key, value string) { g.meta[key] = value }
 
-// Weight adds a float32 initializer and returns its name.
+// params adds a layer's weight and bias. They are named "<layer>.weight"
+// and "<layer>.bias" when the layer's output has a name, so tools can find
+// them again (see ReadWeights); fresh names are used otherwise.
+func (g *Graph) params(layer, kind string, shape []int64, w, b []float32) (string, string) {
+	if layer == "" {
+		return g.Weight(kind+"_w", shape, w), g.Weight(kind+"_b", shape[:1], b)
+	}
+	return g.NamedWeight(layer+".weight", shape, w), g.NamedWeight(layer+".bias", shape[:1], b)
+}
+
+// Weight adds a float32 initializer with a fresh name built from prefix and
+// returns that name.
 func (g *Graph) Weight(prefix string, shape []int64, data []float32) string {
+	return g.NamedWeight(g.fresh(prefix), shape, data)
+}
+
+// NamedWeight adds a float32 initializer called name and returns name.
+func (g *Graph) NamedWeight(name string, shape []int64, data []float32) string {
 	var n int64 = 1
 	for _, s := range shape {
 		n *= s
 	}
 	if int64(len(data)) != n {
-		panic(fmt.Sprintf("onnxgraph: weight %s: %d values for shape %v", prefix, len(data), shape))
+		panic(fmt.Sprintf("onnxgraph: weight %s: %d values for shape %v", name, len(data), shape))
 	}
-	name := g.fresh(prefix)
 	raw := make([]byte, 4*len(data))
 	for i, v := range data {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
@@ -152,8 +167,7 @@ func Float(name string, v float32) *onnx.AttributeProto {
 // Conv adds a 2-D convolution (weights [out, in, k, k], bias [out]) with the
 // given stride and symmetric padding.
 func (g *Graph) Conv(x string, w []float32, b []float32, out, in, k, stride, pad int64, name string) string {
-	wn := g.Weight("conv_w", []int64{out, in, k, k}, w)
-	bn := g.Weight("conv_b", []int64{out}, b)
+	wn, bn := g.params(name, "conv", []int64{out, in, k, k}, w, b)
 	return g.Node("Conv", name, []string{x, wn, bn},
 		Ints("kernel_shape", k, k), Ints("strides", stride, stride), Ints("pads", pad, pad, pad, pad))
 }
@@ -178,8 +192,7 @@ func (g *Graph) Flatten(x, name string) string {
 
 // Dense adds y = x·Wᵀ + b with W stored as [out, in] (Gemm, transB=1).
 func (g *Graph) Dense(x string, w []float32, b []float32, out, in int64, name string) string {
-	wn := g.Weight("fc_w", []int64{out, in}, w)
-	bn := g.Weight("fc_b", []int64{out}, b)
+	wn, bn := g.params(name, "fc", []int64{out, in}, w, b)
 	return g.Node("Gemm", name, []string{x, wn, bn}, Int("transB", 1))
 }
 
@@ -251,4 +264,36 @@ func valueInfo(name string, dims []Dim) *onnx.ValueInfoProto {
 			Shape:    shape,
 		}}},
 	}
+}
+
+// ReadWeights returns the float32 initializers of an ONNX file by name
+// (those stored as raw data or float_data).
+func ReadWeights(path string) (map[string][]float32, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m onnx.ModelProto
+	if err := proto.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: not an ONNX model: %w", path, err)
+	}
+	out := map[string][]float32{}
+	for _, t := range m.GetGraph().GetInitializer() {
+		if t.GetDataType() != int32(onnx.TensorProto_FLOAT) {
+			continue
+		}
+		if raw := t.GetRawData(); len(raw) > 0 {
+			if len(raw)%4 != 0 {
+				return nil, fmt.Errorf("%s: initializer %s has %d raw bytes", path, t.GetName(), len(raw))
+			}
+			v := make([]float32, len(raw)/4)
+			for i := range v {
+				v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+			}
+			out[t.GetName()] = v
+		} else {
+			out[t.GetName()] = append([]float32(nil), t.GetFloatData()...)
+		}
+	}
+	return out, nil
 }

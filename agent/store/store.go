@@ -1,0 +1,139 @@
+// Package store persists the agent's state in Badger: tenant settings,
+// model profiles, the history of served requests and the dedupe table.
+// Keys follow DESIGN.md:
+//
+//	tenant/<tenant>                       settings
+//	profile/<model>@<version>/<device>    profile
+//	hist/<tenant>/<unix-µs, big-endian>/<id>
+//	dedupe/<tenant>/<id>
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/delen-edge/delen/models/profile"
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// ErrNotFound is returned when a key has no value.
+var ErrNotFound = errors.New("not found")
+
+// Options tunes the store. The zero value suits a small edge device.
+type Options struct {
+	// Logger receives Badger's warnings and errors (default: discarded).
+	Logger *slog.Logger
+	// InMemory keeps everything in memory (tests, or a read-only disk).
+	InMemory bool
+}
+
+// Store is the agent's Badger database. It is safe for concurrent use.
+type Store struct {
+	db  *badger.DB
+	log *slog.Logger
+}
+
+// Open opens (creating when needed) the store in dir.
+func Open(dir string, opt Options) (*Store, error) {
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log}).
+		WithMemTableSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumCompactors(2)
+	if opt.InMemory {
+		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	return &Store{db: db, log: log}, nil
+}
+
+// Close flushes and closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB exposes the Badger handle for maintenance tools.
+func (s *Store) DB() *badger.DB { return s.db }
+
+func profileKey(model, version, device string) []byte {
+	return []byte("profile/" + model + "@" + version + "/" + device)
+}
+
+// PutProfile stores p under profile/<model>@<version>/<device>.
+func (s *Store) PutProfile(p *profile.Profile) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(profileKey(p.Model, p.Version, p.Device), b)
+	})
+}
+
+// Profile returns the stored profile of model@version on device.
+func (s *Store) Profile(model, version, device string) (*profile.Profile, error) {
+	var p profile.Profile
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(profileKey(model, version, device))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("profile %s@%s/%s: %w", model, version, device, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error { return json.Unmarshal(v, &p) })
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Profiles lists every stored profile (any model, version and device).
+func (s *Store) Profiles() ([]*profile.Profile, error) {
+	var out []*profile.Profile
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("profile/"), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var p profile.Profile
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+				return fmt.Errorf("%s: %w", it.Item().Key(), err)
+			}
+			out = append(out, &p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// badgerLogger routes Badger's logging into slog; Badger's info chatter
+// goes to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}

@@ -1,0 +1,205 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// ErrFinished is returned by RunStage on a State that has passed its last
+// exit.
+var ErrFinished = errors.New("all stages already run")
+
+// maxFreeStates bounds how many released States a model keeps per batch
+// size for reuse.
+const maxFreeStates = 64
+
+// State is one request's (or one batch's) progress through a model's
+// stages: the input, the features between stages, and each exit's logits.
+// Its tensors are allocated once and reused, and stage i's features tensor
+// is stage i+1's input, so running a stage copies nothing. A State belongs
+// to one goroutine at a time; different States run concurrently.
+type State struct {
+	m      *Model
+	batch  int
+	next   int
+	input  *ort.Tensor[float32]
+	feats  []*ort.Tensor[float32] // feats[i] is stage i's output
+	logits []*ort.Tensor[float32]
+	ins    [][]ort.Value
+	outs   [][]ort.Value
+}
+
+// NewState returns a State for batch inputs, positioned before stage 0.
+// Fill Input() before the first RunStage.
+func (m *Model) NewState(batch int) (*State, error) {
+	if batch < 1 {
+		return nil, fmt.Errorf("batch %d: want at least 1", batch)
+	}
+	if batch > 1 && !m.stages[0].dynamicBatch {
+		return nil, fmt.Errorf("batch %d: %s has a fixed batch of 1", batch, m.stages[0].file)
+	}
+	m.mu.Lock()
+	if free := m.free[batch]; len(free) > 0 {
+		s := free[len(free)-1]
+		m.free[batch] = free[:len(free)-1]
+		m.mu.Unlock()
+		s.next = 0
+		return s, nil
+	}
+	m.mu.Unlock()
+	s := &State{m: m, batch: batch}
+	shape := func(dims []int64) ort.Shape { return append(ort.Shape{int64(batch)}, dims...) }
+	var err error
+	if s.input, err = ort.NewEmptyTensor[float32](shape(m.stages[0].in)); err != nil {
+		return nil, fmt.Errorf("input tensor: %w", err)
+	}
+	for i, st := range m.stages {
+		var f *ort.Tensor[float32]
+		if st.features != nil {
+			if f, err = ort.NewEmptyTensor[float32](shape(st.features)); err != nil {
+				s.destroy()
+				return nil, fmt.Errorf("stage %d features tensor: %w", i, err)
+			}
+		}
+		l, err := ort.NewEmptyTensor[float32](ort.Shape{int64(batch), st.classes})
+		if err != nil {
+			s.destroy()
+			return nil, fmt.Errorf("stage %d logits tensor: %w", i, err)
+		}
+		s.feats = append(s.feats, f)
+		s.logits = append(s.logits, l)
+		in := ort.Value(s.input)
+		if i > 0 {
+			in = s.feats[i-1]
+		}
+		s.ins = append(s.ins, []ort.Value{in})
+		if f != nil {
+			s.outs = append(s.outs, []ort.Value{f, l})
+		} else {
+			s.outs = append(s.outs, []ort.Value{l})
+		}
+	}
+	return s, nil
+}
+
+// Input is the stage-0 input to fill: batch × the manifest's input shape,
+// float32 in the layout the model expects.
+func (s *State) Input() []float32 { return s.input.GetData() }
+
+// Batch is the number of inputs the State carries.
+func (s *State) Batch() int { return s.batch }
+
+// Next is the 0-based index of the stage RunStage will run next; it equals
+// the number of exits when every stage has run.
+func (s *State) Next() int { return s.next }
+
+// Done reports whether every stage has run.
+func (s *State) Done() bool { return s.next >= len(s.m.stages) }
+
+// Logits returns exit k's logits (1-based exit) once its stage has run:
+// batch × classes values, valid until Release.
+func (s *State) Logits(exit int) []float32 { return s.logits[exit-1].GetData() }
+
+// RunStage runs the next stage and returns its exit's logits (batch ×
+// classes values, valid until Release).
+func (s *State) RunStage() ([]float32, error) {
+	i := s.next
+	if i >= len(s.m.stages) {
+		return nil, ErrFinished
+	}
+	st := s.m.stages[i]
+	if err := st.sess.Run(s.ins[i], s.outs[i]); err != nil {
+		return nil, fmt.Errorf("run stage %d (%s): %w", i, st.file, err)
+	}
+	s.next++
+	return s.logits[i].GetData(), nil
+}
+
+// Release hands the State back to its model for reuse; it must not be
+// used afterwards.
+func (s *State) Release() {
+	m := s.m
+	m.mu.Lock()
+	if m.free != nil && len(m.free[s.batch]) < maxFreeStates {
+		m.free[s.batch] = append(m.free[s.batch], s)
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	s.destroy()
+}
+
+func (s *State) destroy() {
+	if s.input != nil {
+		s.input.Destroy()
+	}
+	for _, t := range s.feats {
+		if t != nil {
+			t.Destroy()
+		}
+	}
+	for _, t := range s.logits {
+		t.Destroy()
+	}
+}
+
+// MonolithicRun runs the model's monolithic file (every exit at once) on
+// preallocated tensors: the baseline staged execution is compared with.
+type MonolithicRun struct {
+	sess  *ort.DynamicAdvancedSession
+	input *ort.Tensor[float32]
+	outs  []*ort.Tensor[float32]
+	ins   []ort.Value
+	vals  []ort.Value
+}
+
+// NewMonolithicRun prepares a monolithic run for batch inputs; the model
+// must have been loaded with LoadOptions.Monolithic.
+func (m *Model) NewMonolithicRun(batch int) (*MonolithicRun, error) {
+	if m.mono == nil {
+		return nil, errors.New("model loaded without its monolithic file")
+	}
+	r := &MonolithicRun{sess: m.mono}
+	var err error
+	if r.input, err = ort.NewEmptyTensor[float32](append(ort.Shape{int64(batch)}, m.stages[0].in...)); err != nil {
+		return nil, err
+	}
+	r.ins = []ort.Value{r.input}
+	for range m.monoOuts {
+		t, err := ort.NewEmptyTensor[float32](ort.Shape{int64(batch), int64(m.Classes())})
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.outs = append(r.outs, t)
+		r.vals = append(r.vals, t)
+	}
+	return r, nil
+}
+
+// Input is the input to fill before Run.
+func (r *MonolithicRun) Input() []float32 { return r.input.GetData() }
+
+// Run runs the whole network and returns every exit's logits.
+func (r *MonolithicRun) Run() ([][]float32, error) {
+	if err := r.sess.Run(r.ins, r.vals); err != nil {
+		return nil, fmt.Errorf("run monolithic model: %w", err)
+	}
+	out := make([][]float32, len(r.outs))
+	for i, t := range r.outs {
+		out[i] = t.GetData()
+	}
+	return out, nil
+}
+
+// Close frees the run's tensors.
+func (r *MonolithicRun) Close() {
+	if r.input != nil {
+		r.input.Destroy()
+	}
+	for _, t := range r.outs {
+		t.Destroy()
+	}
+}

@@ -1,0 +1,121 @@
+// Package zoo is the model zoo: the built-in models embedded in the binary
+// (mnist-ee) and model folders found under extra directories, such as the
+// agent's data folder where `delen models gen-replica` and `delen models
+// import` write.
+package zoo
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/delen-edge/delen/models"
+)
+
+//go:embed mnist-ee/manifest.json mnist-ee/*.onnx
+var builtin embed.FS
+
+// Builtin is the file system of the built-in models, one folder each.
+func Builtin() fs.FS { return builtin }
+
+// ErrUnknownModel is returned for a name no folder of the zoo carries.
+var ErrUnknownModel = errors.New("unknown model")
+
+// Entry is one model the zoo can load.
+type Entry struct {
+	Name     string
+	Source   string // "builtin" or the folder it was found in
+	Manifest *models.Manifest
+	fsys     fs.FS
+	dir      string
+}
+
+// Zoo finds models: the built-in ones and every folder with a manifest
+// directly under each of Dirs. A folder model shadows a built-in model of
+// the same name; an earlier Dirs entry shadows a later one.
+type Zoo struct {
+	Dirs []string
+}
+
+// New returns a zoo over the built-in models and dirs (missing dirs are
+// skipped).
+func New(dirs ...string) *Zoo { return &Zoo{Dirs: dirs} }
+
+// List returns the zoo's models, sorted by name. Folders whose manifest
+// does not read are reported in the error but do not hide the others.
+func (z *Zoo) List() ([]Entry, error) {
+	seen := map[string]Entry{}
+	var errs []error
+	for i := len(z.Dirs) - 1; i >= -1; i-- {
+		var fsys fs.FS
+		source := "builtin"
+		if i == -1 {
+			fsys = builtin
+		} else {
+			fsys = os.DirFS(z.Dirs[i])
+			source = z.Dirs[i]
+		}
+		ents, err := fs.ReadDir(fsys, ".")
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			if _, err := fs.Stat(fsys, e.Name()+"/"+models.ManifestFile); err != nil {
+				continue
+			}
+			m, err := models.ReadManifest(fsys, e.Name())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", filepath.Join(source, e.Name()), err))
+				continue
+			}
+			if _, dup := seen[m.Name]; dup && i == -1 {
+				continue // a folder model shadows the built-in one
+			}
+			seen[m.Name] = Entry{Name: m.Name, Source: source, Manifest: m, fsys: fsys, dir: e.Name()}
+		}
+	}
+	out := make([]Entry, 0, len(seen))
+	for _, e := range seen {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, errors.Join(errs...)
+}
+
+// Find returns the zoo entry called name.
+func (z *Zoo) Find(name string) (Entry, error) {
+	list, err := z.List()
+	for _, e := range list {
+		if e.Name == name {
+			return e, nil
+		}
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w %q (%v)", ErrUnknownModel, name, err)
+	}
+	return Entry{}, fmt.Errorf("%w %q", ErrUnknownModel, name)
+}
+
+// Load opens the model called name.
+func (z *Zoo) Load(name string, opt models.LoadOptions) (*models.Model, error) {
+	e, err := z.Find(name)
+	if err != nil {
+		return nil, err
+	}
+	return e.Load(opt)
+}
+
+// Load opens the entry's model.
+func (e Entry) Load(opt models.LoadOptions) (*models.Model, error) {
+	return models.LoadFS(e.fsys, e.dir, opt)
+}
