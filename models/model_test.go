@@ -57,7 +57,9 @@ func TestLoadValidation(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "manifest.json"), []byte("{nope"), 0o644)
 		}, models.ErrBadManifest, []string{"manifest.json"}},
 		{"more exits than stages", func(t *testing.T, dir string) {
-			editManifest(t, dir, func(m map[string]any) { m["exits"] = append(m["exits"].([]any), map[string]any{"accuracy": 0.9, "flops": 1e9}) })
+			editManifest(t, dir, func(m map[string]any) {
+				m["exits"] = append(m["exits"].([]any), map[string]any{"accuracy": 0.9, "flops": 1e9})
+			})
 		}, models.ErrBadManifest, []string{"4 exits for 3 stages"}},
 		{"flops not cumulative", func(t *testing.T, dir string) {
 			editManifest(t, dir, func(m map[string]any) { m["exits"].([]any)[2].(map[string]any)["flops"] = 1.0 })
