@@ -27,8 +27,8 @@ type State struct {
 	input  *ort.Tensor[float32]
 	feats  []*ort.Tensor[float32] // feats[i] is stage i's output
 	logits []*ort.Tensor[float32]
-	ins    [][]ort.Value
-	outs   [][]ort.Value
+	// binds[i] binds stage i's tensors once, so a run passes no names.
+	binds []*ort.IoBinding
 }
 
 // NewState returns a State for batch inputs, positioned before stage 0.
@@ -74,11 +74,23 @@ func (m *Model) NewState(batch int) (*State, error) {
 		if i > 0 {
 			in = s.feats[i-1]
 		}
-		s.ins = append(s.ins, []ort.Value{in})
-		if f != nil {
-			s.outs = append(s.outs, []ort.Value{f, l})
-		} else {
-			s.outs = append(s.outs, []ort.Value{l})
+		b, err := st.sess.CreateIoBinding()
+		if err != nil {
+			s.destroy()
+			return nil, fmt.Errorf("stage %d binding: %w", i, err)
+		}
+		s.binds = append(s.binds, b)
+		spec := m.Manifest.Stages[i]
+		err = b.BindInput(spec.Input, in)
+		if err == nil && f != nil {
+			err = b.BindOutput(spec.Outputs.Features, f)
+		}
+		if err == nil {
+			err = b.BindOutput(spec.Outputs.Logits, l)
+		}
+		if err != nil {
+			s.destroy()
+			return nil, fmt.Errorf("stage %d binding: %w", i, err)
 		}
 	}
 	return s, nil
@@ -110,7 +122,7 @@ func (s *State) RunStage() ([]float32, error) {
 		return nil, ErrFinished
 	}
 	st := s.m.stages[i]
-	if err := st.sess.Run(s.ins[i], s.outs[i]); err != nil {
+	if err := st.sess.RunWithBinding(s.binds[i]); err != nil {
 		return nil, fmt.Errorf("run stage %d (%s): %w", i, st.file, err)
 	}
 	s.next++
@@ -132,6 +144,9 @@ func (s *State) Release() {
 }
 
 func (s *State) destroy() {
+	for _, b := range s.binds {
+		b.Destroy()
+	}
 	if s.input != nil {
 		s.input.Destroy()
 	}

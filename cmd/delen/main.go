@@ -49,7 +49,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.data, "data", envOr("DELEN_DATA", "./data"), "data folder (Badger store)")
 	root.PersistentFlags().StringVar(&g.zoo, "zoo", envOr("DELEN_ZOO", ""), "extra model folder to load models from (besides the built-in zoo)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("DELEN_LOG_LEVEL", "info"), "debug, info, warn or error")
-	root.AddCommand(newModelsCmd(g))
+	root.AddCommand(newModelsCmd(g), newProfileCmd(g), newBenchCmd(g))
 	return root
 }
 

@@ -1,20 +1,188 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/mnist"
+	"github.com/delen-edge/delen/models/profile"
+	"github.com/delen-edge/delen/models/refimport"
+	"github.com/delen-edge/delen/models/replica"
 	"github.com/delen-edge/delen/models/train"
+	"github.com/delen-edge/delen/models/zoo"
 	"github.com/spf13/cobra"
 )
 
+// modelsDir is where generated and imported models go: <data>/models.
+func (g *globals) modelsDir() string { return filepath.Join(g.data, "models") }
+
+// zoo is the built-in models plus --zoo and <data>/models.
+func (g *globals) openZoo() *zoo.Zoo {
+	dirs := []string{}
+	if g.zoo != "" {
+		dirs = append(dirs, g.zoo)
+	}
+	return zoo.New(append(dirs, g.modelsDir())...)
+}
+
 func newModelsCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "models", Short: "the model zoo: list, inspect, train, import, gen-replica"}
-	c.AddCommand(newTrainCmd(g))
+	c.AddCommand(newListCmd(g), newInspectCmd(g), newTrainCmd(g), newImportCmd(g), newReplicaCmd(g))
 	return c
+}
+
+// modelSummary is one row of `delen models list`.
+type modelSummary struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Kind    string `json:"kind"`
+	Exits   int    `json:"exits"`
+	Source  string `json:"source"`
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "list the models the agent can serve",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list, err := g.openZoo().List()
+			if err != nil {
+				g.log.Warn("some model folders could not be read", "err", err)
+			}
+			out := []modelSummary{}
+			for _, e := range list {
+				out = append(out, modelSummary{e.Name, e.Manifest.Version, e.Manifest.Kind, len(e.Manifest.Exits), e.Source})
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			var rows [][]string
+			for _, s := range out {
+				rows = append(rows, []string{s.Name, s.Version, s.Kind, fmt.Sprint(s.Exits), s.Source})
+			}
+			return table(cmd.OutOrStdout(), []string{"NAME", "VERSION", "KIND", "EXITS", "SOURCE"}, rows)
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+// exitView is one exit in `delen models inspect`.
+type exitView struct {
+	Exit      int                `json:"exit"`
+	Accuracy  float64            `json:"accuracy"`
+	FLOPs     float64            `json:"flops"`
+	LatencyMS *profile.Quantiles `json:"latency_ms,omitempty"`
+	EnergyMJ  *float64           `json:"energy_mj,omitempty"`
+	// MeasuredAccuracy is the profile's accuracy on this device, when profiled with data.
+	MeasuredAccuracy *float64 `json:"measured_accuracy,omitempty"`
+}
+
+// modelView is `delen models inspect --json`.
+type modelView struct {
+	Name        string               `json:"name"`
+	Version     string               `json:"version"`
+	Kind        string               `json:"kind"`
+	Description string               `json:"description,omitempty"`
+	Source      string               `json:"source"`
+	Input       models.InputSpec     `json:"input"`
+	Classes     int                  `json:"classes"`
+	Exits       []exitView           `json:"exits"`
+	Profile     *profileRef          `json:"profile,omitempty"`
+	Training    *models.TrainingInfo `json:"training,omitempty"`
+}
+
+type profileRef struct {
+	Device       string    `json:"device"`
+	EnergySource string    `json:"energy_source"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+func newInspectCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "inspect NAME",
+		Short: "show a model's exits: accuracy, FLOPs and, once profiled, latency and energy",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := g.openZoo().Find(args[0])
+			if err != nil {
+				return err
+			}
+			m := e.Manifest
+			v := modelView{Name: m.Name, Version: m.Version, Kind: m.Kind, Description: m.Description,
+				Source: e.Source, Input: m.Input, Classes: len(m.Classes), Training: m.Training}
+			p, err := g.storedProfile(m)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			for i, ex := range m.Exits {
+				ev := exitView{Exit: i + 1, Accuracy: ex.Accuracy, FLOPs: ex.FLOPs}
+				if p != nil && i < len(p.Exits) {
+					pe := p.Exits[i]
+					q, en := pe.LatencyMS, pe.EnergyMJ
+					ev.LatencyMS, ev.EnergyMJ = &q, &en
+					if pe.AccuracyFrom == "measured" {
+						a := pe.Accuracy
+						ev.MeasuredAccuracy = &a
+					}
+				}
+				v.Exits = append(v.Exits, ev)
+			}
+			if p != nil {
+				v.Profile = &profileRef{Device: p.Device, EnergySource: p.EnergySource, CreatedAt: p.CreatedAt}
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%s version %s (%s) from %s\n", v.Name, v.Version, v.Kind, v.Source)
+			if v.Description != "" {
+				fmt.Fprintln(w, v.Description)
+			}
+			fmt.Fprintf(w, "input %s %v, %d classes\n", m.Input.DType, m.Input.Shape, v.Classes)
+			if v.Profile != nil {
+				fmt.Fprintf(w, "profile: device %s, energy from %s, %s\n", p.Device, p.EnergySource, p.CreatedAt.Format(time.RFC3339))
+			} else {
+				fmt.Fprintf(w, "not profiled on this device yet (run `delen profile %s`)\n", m.Name)
+			}
+			var rows [][]string
+			for _, ex := range v.Exits {
+				r := []string{fmt.Sprint(ex.Exit), fmt.Sprintf("%.4f", ex.Accuracy), fmt.Sprintf("%.3g", ex.FLOPs), "-", "-", "-", "-"}
+				if ex.LatencyMS != nil {
+					r[3] = fmt.Sprintf("%.3f", ex.LatencyMS.P50)
+					r[4] = fmt.Sprintf("%.3f", ex.LatencyMS.P95)
+					r[5] = fmt.Sprintf("%.3f", ex.LatencyMS.P99)
+					r[6] = fmt.Sprintf("%.3f", *ex.EnergyMJ)
+				}
+				rows = append(rows, r)
+			}
+			return table(w, []string{"EXIT", "ACCURACY", "FLOPS", "P50_MS", "P95_MS", "P99_MS", "ENERGY_MJ"}, rows)
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+// storedProfile reads m's profile for this device, if the store has one.
+// A missing data folder means no profile, not an error.
+func (g *globals) storedProfile(m *models.Manifest) (*profile.Profile, error) {
+	if _, err := os.Stat(g.data); errors.Is(err, os.ErrNotExist) {
+		return nil, store.ErrNotFound
+	}
+	s, err := store.Open(g.data, store.Options{Logger: g.log})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.Profile(m.Name, m.Version, profile.DeviceID())
 }
 
 func newTrainCmd(g *globals) *cobra.Command {
@@ -61,12 +229,83 @@ func newTrainCmd(g *globals) *cobra.Command {
 			if _, err := train.Export(net, out, ev, info); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "wrote %s (trained in %s)\n", out, took.Round(time.Second))
+			// Check what was written by loading it in ONNX Runtime.
+			m, err := models.Load(out, models.LoadOptions{Monolithic: true})
+			if err != nil {
+				return fmt.Errorf("written model does not load: %w", err)
+			}
+			m.Close()
+			fmt.Fprintf(stderr, "wrote %s (trained in %s)\n", out, took.Round(time.Second))
 			return nil
 		},
 	}
 	c.Flags().StringVar(&out, "out", "", "output folder (default models/zoo/NAME)")
 	c.Flags().Uint64Var(&seed, "seed", 1, "random seed (weights and shuffling)")
 	c.Flags().IntVar(&opt.Epochs, "epochs", 3, "passes over the 60,000 training images")
+	return c
+}
+
+func newImportCmd(g *globals) *cobra.Command {
+	var from, name, out string
+	c := &cobra.Command{
+		Use:   "import --from-delen DIR --name NAME",
+		Short: "convert the reference implementation's export (<m>_netNN.onnx + <m>_profile.json) into a model folder",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if from == "" {
+				return errors.New("--from-delen DIR is required")
+			}
+			if out == "" {
+				n := name
+				if n == "" {
+					n = filepath.Base(filepath.Clean(from))
+				}
+				out = filepath.Join(g.modelsDir(), n)
+			}
+			if err := models.InitRuntime(); err != nil {
+				return err
+			}
+			m, err := refimport.Import(from, name, out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%d exits) into %s\n", m.Name, len(m.Exits), out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&from, "from-delen", "", "folder with the reference export")
+	c.Flags().StringVar(&name, "name", "", "model name (default: the export's file prefix)")
+	c.Flags().StringVar(&out, "out", "", "output folder (default <data>/models/NAME)")
+	return c
+}
+
+func newReplicaCmd(g *globals) *cobra.Command {
+	var out string
+	var seed int64
+	c := &cobra.Command{
+		Use:   "gen-replica NAME",
+		Short: "write a cost replica of the reference setup (" + replica.Name + "): real compute, random weights",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != replica.Name {
+				return fmt.Errorf("no replica called %q (available: %s)", args[0], replica.Name)
+			}
+			if out == "" {
+				out = filepath.Join(g.modelsDir(), replica.Name)
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			stderr := cmd.ErrOrStderr()
+			m, err := replica.Generate(out, replica.Options{Seed: seed, Progress: func(s string) { fmt.Fprintln(stderr, s) }})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d exits, %.2f GFLOPs at the last) into %s\n", m.Name, len(m.Exits), m.Exits[len(m.Exits)-1].FLOPs/1e9, out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&out, "out", "", "output folder (default <data>/models/NAME)")
+	c.Flags().Int64Var(&seed, "seed", 1, "weight seed")
 	return c
 }
