@@ -1,0 +1,209 @@
+package agent
+
+import (
+	"container/heap"
+	"errors"
+	"math"
+	"sync"
+	"time"
+)
+
+// ErrQueueFull is returned by push when a tenant's queue is at its cap.
+var ErrQueueFull = errors.New("queue full")
+
+// errClosed is returned by push after close.
+var errClosed = errors.New("scheduler closed")
+
+// task is one request's unit of scheduling: it waits for its next stage.
+type task struct {
+	tenant   string
+	deadline time.Time // zero: no latency bound
+	seq      uint64    // arrival order, for ties
+	cost     float64   // predicted ms of the next stage, charged to the tenant
+	queuedAt time.Time
+	job      *job
+	index    int // in the tenant's heap
+}
+
+// before orders tasks: earliest deadline first, no deadline last, then
+// arrival order (so a request that has started goes before newer ones).
+func (a *task) before(b *task) bool {
+	ad, bd := a.deadline, b.deadline
+	switch {
+	case !ad.IsZero() && !bd.IsZero() && !ad.Equal(bd):
+		return ad.Before(bd)
+	case ad.IsZero() != bd.IsZero():
+		return !ad.IsZero()
+	}
+	return a.seq < b.seq
+}
+
+type taskHeap []*task
+
+func (h taskHeap) Len() int           { return len(h) }
+func (h taskHeap) Less(i, j int) bool { return h[i].before(h[j]) }
+func (h taskHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *taskHeap) Push(x any)        { t := x.(*task); t.index = len(*h); *h = append(*h, t) }
+func (h *taskHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return t
+}
+
+// tenantQueue is one tenant's waiting tasks and its share accounting.
+type tenantQueue struct {
+	name   string
+	weight float64
+	tasks  taskHeap
+	// vt is the tenant's virtual time: weighted service received (ms/weight).
+	vt float64
+	// fresh counts tasks that entered as new requests (not re-entries), for
+	// the queue cap.
+	fresh int
+}
+
+// scheduler holds one queue per tenant and hands the next stage to run to
+// the workers. Across tenants it runs earliest deadline first among the
+// tenants whose weighted service is within window of the least-served
+// active tenant, so a flooding tenant cannot starve the others (weighted
+// fair sharing at stage granularity) while deadlines still order the rest.
+// A request re-enters after each stage, so a long request never holds a
+// worker for more than one stage while a shorter one waits.
+type scheduler struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queues map[string]*tenantQueue
+	active map[*tenantQueue]struct{}
+	window float64 // ms of weighted service
+	seq    uint64
+	closed bool
+	length int
+	// vfloor is the virtual time a tenant starts from when it becomes
+	// active: no tenant banks credit while idle.
+	vfloor float64
+}
+
+func newScheduler(window time.Duration) *scheduler {
+	s := &scheduler{queues: map[string]*tenantQueue{}, active: map[*tenantQueue]struct{}{},
+		window: float64(window) / float64(time.Millisecond)}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// setWeight sets a tenant's share weight (> 0).
+func (s *scheduler) setWeight(tenant string, w float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue(tenant).weight = w
+}
+
+func (s *scheduler) queue(tenant string) *tenantQueue {
+	q := s.queues[tenant]
+	if q == nil {
+		q = &tenantQueue{name: tenant, weight: 1}
+		s.queues[tenant] = q
+	}
+	return q
+}
+
+// nextSeq numbers a new request.
+func (s *scheduler) nextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return s.seq
+}
+
+// push queues t. A new request (reentry false) is refused with
+// ErrQueueFull when its tenant already has limit new requests waiting
+// (limit ≤ 0: no limit); a request re-entering after a stage is never
+// refused, so admitted work always finishes.
+func (s *scheduler) push(t *task, reentry bool, limit int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	q := s.queue(t.tenant)
+	if !reentry {
+		if limit > 0 && q.fresh >= limit {
+			return ErrQueueFull
+		}
+		q.fresh++
+	}
+	t.job.fresh = !reentry
+	if _, ok := s.active[q]; !ok {
+		q.vt = math.Max(q.vt, s.vfloor)
+		s.active[q] = struct{}{}
+	}
+	heap.Push(&q.tasks, t)
+	s.length++
+	s.cond.Signal()
+	return nil
+}
+
+// pop blocks until a task is ready and returns it, or returns nil once the
+// scheduler is closed and empty.
+func (s *scheduler) pop() *task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.length == 0 {
+		if s.closed {
+			return nil
+		}
+		s.cond.Wait()
+	}
+	minVT := math.Inf(1)
+	for q := range s.active {
+		minVT = math.Min(minVT, q.vt)
+	}
+	var best *tenantQueue
+	for q := range s.active {
+		if q.vt > minVT+s.window {
+			continue
+		}
+		if best == nil || q.tasks[0].before(best.tasks[0]) ||
+			(!best.tasks[0].before(q.tasks[0]) && q.vt < best.vt) {
+			best = q
+		}
+	}
+	t := heap.Pop(&best.tasks).(*task)
+	s.length--
+	if t.job.fresh {
+		best.fresh--
+		t.job.fresh = false
+	}
+	best.vt += t.cost / best.weight
+	s.vfloor = math.Max(s.vfloor, minVT)
+	if len(best.tasks) == 0 {
+		delete(s.active, best)
+	}
+	return t
+}
+
+// depth is the number of tasks waiting for tenant.
+func (s *scheduler) depth(tenant string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q := s.queues[tenant]; q != nil {
+		return len(q.tasks)
+	}
+	return 0
+}
+
+// len is the number of tasks waiting in all queues.
+func (s *scheduler) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.length
+}
+
+// close wakes every waiting pop; tasks already queued are still handed out.
+func (s *scheduler) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cond.Broadcast()
+}

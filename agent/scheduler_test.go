@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func mk(s *scheduler, tenant string, deadlineMS int, cost float64) *task {
+	t := &task{tenant: tenant, seq: s.nextSeq(), cost: cost, job: &job{}}
+	if deadlineMS > 0 {
+		t.deadline = time.Unix(0, 0).Add(time.Duration(deadlineMS) * time.Millisecond)
+	}
+	return t
+}
+
+func TestEDFWithinWindow(t *testing.T) {
+	s := newScheduler(time.Hour) // window so large that it is pure EDF
+	a := mk(s, "a", 50, 1)
+	b := mk(s, "b", 10, 1)
+	c := mk(s, "c", 0, 1)
+	d := mk(s, "a", 20, 1)
+	for _, x := range []*task{a, b, c, d} {
+		if err := s.push(x, false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []*task{b, d, a, c} {
+		if got := s.pop(); got != want {
+			t.Fatalf("pop %d: tenant %s deadline %v, want tenant %s deadline %v", i, got.tenant, got.deadline, want.tenant, want.deadline)
+		}
+	}
+}
+
+// TestFloodCannotStarve: tenant "flood" queues 1,000 tasks with earlier
+// deadlines than the light tenant's; with a small window the light tenant
+// still gets every other stage.
+func TestFloodCannotStarve(t *testing.T) {
+	s := newScheduler(2 * time.Millisecond)
+	for i := 0; i < 1000; i++ {
+		s.push(mk(s, "flood", 1+i, 1), false, 0)
+	}
+	for i := 0; i < 10; i++ {
+		s.push(mk(s, "light", 5000+i, 1), false, 0)
+	}
+	// Within 40 pops the light tenant's 10 tasks must all have run.
+	light := 0
+	for i := 0; i < 40; i++ {
+		if s.pop().tenant == "light" {
+			light++
+		}
+	}
+	if light != 10 {
+		t.Fatalf("light tenant got %d of its 10 stages in the first 40, want all 10", light)
+	}
+}
+
+func TestWeightsShareService(t *testing.T) {
+	s := newScheduler(0)
+	s.setWeight("heavy", 3)
+	for i := 0; i < 400; i++ {
+		s.push(mk(s, "heavy", 0, 1), false, 0)
+		s.push(mk(s, "light", 0, 1), false, 0)
+	}
+	n := map[string]int{}
+	for i := 0; i < 400; i++ {
+		n[s.pop().tenant]++
+	}
+	if n["heavy"] < 290 || n["heavy"] > 310 {
+		t.Fatalf("weight 3 vs 1 gave %v stages, want about 300:100", n)
+	}
+}
+
+func TestQueueCapRefusesNewNotReentry(t *testing.T) {
+	s := newScheduler(time.Millisecond)
+	for i := 0; i < 3; i++ {
+		if err := s.push(mk(s, "a", 0, 1), false, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.push(mk(s, "a", 0, 1), false, 3); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("4th new task: %v, want ErrQueueFull", err)
+	}
+	if err := s.push(mk(s, "a", 0, 1), true, 3); err != nil {
+		t.Fatalf("re-entry refused: %v", err)
+	}
+	s.pop()
+	if err := s.push(mk(s, "a", 0, 1), false, 3); err != nil {
+		t.Fatalf("after a pop, a new task is refused: %v", err)
+	}
+}
+
+func TestIdleTenantBanksNoCredit(t *testing.T) {
+	s := newScheduler(0)
+	for i := 0; i < 100; i++ {
+		s.push(mk(s, "busy", 0, 1), false, 0)
+	}
+	for i := 0; i < 50; i++ {
+		s.pop()
+	}
+	// A tenant arriving now starts at the current virtual time: it shares
+	// from here on instead of taking the next 50 stages alone.
+	for i := 0; i < 50; i++ {
+		s.push(mk(s, "late", 0, 1), false, 0)
+	}
+	n := map[string]int{}
+	for i := 0; i < 20; i++ {
+		n[s.pop().tenant]++
+	}
+	if n["busy"] < 8 {
+		t.Fatalf("after a new tenant arrived, the busy one got %d of 20 stages", n["busy"])
+	}
+}
+
+func TestCloseWakesWorkers(t *testing.T) {
+	s := newScheduler(time.Millisecond)
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.pop() }()
+	}
+	s.close()
+	wg.Wait()
+	if err := s.push(mk(s, "a", 0, 1), false, 0); !errors.Is(err, errClosed) {
+		t.Fatalf("push after close: %v", err)
+	}
+}

@@ -1,0 +1,76 @@
+package policies
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/delen-edge/delen/models/profile"
+)
+
+// BoundPolicy applies the stopping rules of every bound the request carries
+// (DESIGN.md, "Bounds and policies"): it stops at the first exit where a
+// stopping rule fires and never starts a stage that would break a hard
+// limit (latency, energy). Without any bound it runs the whole model.
+//
+//   - latency_ms: before a stage, predict its finish as now + the stage's
+//     p95 latency; do not start it if that passes the deadline.
+//   - energy_mj: do not start a stage whose profiled energy would take the
+//     spent energy past the budget.
+//   - accuracy: stop at the first exit whose profiled accuracy reaches it.
+//   - confidence: stop at the first exit whose top-1 probability reaches it.
+//   - exit: run exactly to that exit.
+type BoundPolicy struct{}
+
+// Name implements Policy.
+func (BoundPolicy) Name() string { return "bound" }
+
+// Before implements Policy.
+func (BoundPolicy) Before(s *Step, p *profile.Profile) Decision {
+	return hardLimits(s, p)
+}
+
+// hardLimits is the latency, energy and fixed-exit check before a stage,
+// shared by the policies that honour hard limits.
+func hardLimits(s *Step, p *profile.Profile) Decision {
+	i := s.Done
+	b := s.Bound
+	if b.Exit != nil && i >= *b.Exit {
+		return stop(fmt.Sprintf("exit %d reached", *b.Exit))
+	}
+	if deadline, ok := s.Deadline(); ok {
+		finish := s.Now.Add(time.Duration(stageMS(p, i) * float64(time.Millisecond)))
+		if finish.After(deadline) {
+			reason := fmt.Sprintf("stage %d would finish %.2f ms after the deadline", i+1, float64(finish.Sub(deadline))/1e6)
+			if i == 0 {
+				return Decision{Infeasible, reason}
+			}
+			return stop(reason)
+		}
+	}
+	if b.EnergyMJ != nil {
+		if need := s.EnergyMJ + stageMJ(p, i); need > *b.EnergyMJ {
+			reason := fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", i+1, need, *b.EnergyMJ)
+			if i == 0 {
+				return Decision{Infeasible, reason}
+			}
+			return stop(reason)
+		}
+	}
+	return run("within limits")
+}
+
+// After implements Policy.
+func (BoundPolicy) After(s *Step, p *profile.Profile) Decision {
+	k := s.Done
+	b := s.Bound
+	if b.Exit != nil && k >= *b.Exit {
+		return stop(fmt.Sprintf("exit %d reached", *b.Exit))
+	}
+	if b.Confidence != nil && s.Confidence >= *b.Confidence {
+		return stop(fmt.Sprintf("confidence %.3f ≥ %.3f", s.Confidence, *b.Confidence))
+	}
+	if b.Accuracy != nil && exitAccuracy(p, k) >= *b.Accuracy {
+		return stop(fmt.Sprintf("exit %d accuracy %.4f ≥ %.4f", k, exitAccuracy(p, k), *b.Accuracy))
+	}
+	return run("no stopping rule fired")
+}

@@ -1,0 +1,127 @@
+package policies
+
+import (
+	"testing"
+	"time"
+
+	"github.com/delen-edge/delen/models/profile"
+	"github.com/delen-edge/delen/schema"
+)
+
+// synthetic is a 3-exit profile: stages of 10, 20 and 30 ms (p95), 1, 2
+// and 3 mJ, exits of accuracy 0.80, 0.90 and 0.95.
+func synthetic() *profile.Profile {
+	p := &profile.Profile{Model: "syn", Version: "1", Device: "test"}
+	for i, ms := range []float64{10, 20, 30} {
+		p.Stages = append(p.Stages, profile.StageStats{Stage: i, LatencyMS: profile.Quantiles{P50: ms * 0.8, P95: ms, P99: ms * 1.1}, EnergyMJ: float64(i + 1)})
+		p.Exits = append(p.Exits, profile.ExitStats{Exit: i + 1, Accuracy: []float64{0.80, 0.90, 0.95}[i]})
+	}
+	return p
+}
+
+func f(v float64) *float64 { return &v }
+func i(v int) *int         { return &v }
+
+// serve runs the policy over the synthetic model the way the agent does,
+// with stage i taking its p95 time and energy, and the confidences given
+// per exit; it returns the exit served (0 when infeasible).
+func serve(pol Policy, b schema.Bound, conf []float64, queueMS float64) (int, Action) {
+	p := synthetic()
+	t0 := time.Unix(1000, 0)
+	s := &Step{Bound: b, Exits: 3, Arrival: t0, Now: t0.Add(time.Duration(queueMS * float64(time.Millisecond)))}
+	for {
+		d := pol.Before(s, p)
+		if d.Action == Infeasible {
+			return 0, Infeasible
+		}
+		if d.Action == Stop {
+			return s.Done, Stop
+		}
+		s.Now = s.Now.Add(time.Duration(p.Stages[s.Done].LatencyMS.P95 * float64(time.Millisecond)))
+		s.EnergyMJ += p.Stages[s.Done].EnergyMJ
+		s.Done++
+		s.Confidence = conf[s.Done-1]
+		if s.Done == s.Exits {
+			return s.Done, Stop
+		}
+		if pol.After(s, p).Action == Stop {
+			return s.Done, Stop
+		}
+	}
+}
+
+func TestBoundPolicy(t *testing.T) {
+	low := []float64{0.5, 0.6, 0.7}
+	high := []float64{0.99, 0.99, 0.99}
+	cases := []struct {
+		name     string
+		bound    schema.Bound
+		conf     []float64
+		queueMS  float64
+		wantExit int
+		want     Action
+	}{
+		{"no bound runs the whole model", schema.Bound{}, low, 0, 3, Stop},
+		{"exit 2", schema.Bound{Exit: i(2)}, low, 0, 2, Stop},
+		{"exit 1", schema.Bound{Exit: i(1)}, high, 0, 1, Stop},
+		{"latency fits everything", schema.Bound{LatencyMS: f(100)}, low, 0, 3, Stop},
+		{"latency fits two stages", schema.Bound{LatencyMS: f(35)}, low, 0, 2, Stop},
+		{"latency fits one stage", schema.Bound{LatencyMS: f(15)}, low, 0, 1, Stop},
+		{"latency exactly at a stage boundary", schema.Bound{LatencyMS: f(30)}, low, 0, 2, Stop},
+		{"queueing eats the slack", schema.Bound{LatencyMS: f(35)}, low, 20, 1, Stop},
+		{"deadline passed on arrival", schema.Bound{LatencyMS: f(5)}, low, 10, 0, Infeasible},
+		{"latency below exit 1", schema.Bound{LatencyMS: f(5)}, low, 0, 0, Infeasible},
+		{"accuracy 0.85", schema.Bound{Accuracy: f(0.85)}, low, 0, 2, Stop},
+		{"accuracy 0.8", schema.Bound{Accuracy: f(0.8)}, low, 0, 1, Stop},
+		{"accuracy above every exit", schema.Bound{Accuracy: f(0.99)}, low, 0, 3, Stop},
+		{"energy 3.5", schema.Bound{EnergyMJ: f(3.5)}, low, 0, 2, Stop},
+		{"energy 1", schema.Bound{EnergyMJ: f(1)}, low, 0, 1, Stop},
+		{"energy below exit 1", schema.Bound{EnergyMJ: f(0.5)}, low, 0, 0, Infeasible},
+		{"confident early", schema.Bound{Confidence: f(0.9)}, high, 0, 1, Stop},
+		{"never confident", schema.Bound{Confidence: f(0.9)}, low, 0, 3, Stop},
+		{"confidence at exit 2", schema.Bound{Confidence: f(0.55)}, low, 0, 2, Stop},
+		{"accuracy wants 3, latency allows 2", schema.Bound{Accuracy: f(0.95), LatencyMS: f(35)}, low, 0, 2, Stop},
+		{"confidence fires before accuracy", schema.Bound{Accuracy: f(0.95), Confidence: f(0.9)}, high, 0, 1, Stop},
+		{"energy caps exit bound", schema.Bound{Exit: i(3), EnergyMJ: f(3)}, low, 0, 2, Stop},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			exit, act := serve(BoundPolicy{}, c.bound, c.conf, c.queueMS)
+			if exit != c.wantExit || act != c.want {
+				t.Fatalf("served exit %d (%v), want exit %d (%v)", exit, act, c.wantExit, c.want)
+			}
+		})
+	}
+}
+
+func TestBoundMet(t *testing.T) {
+	cases := []struct {
+		b    schema.Bound
+		o    Outcome
+		want bool
+	}{
+		{schema.Bound{}, Outcome{Exit: 1}, true},
+		{schema.Bound{LatencyMS: f(10)}, Outcome{LatencyMS: 9.9}, true},
+		{schema.Bound{LatencyMS: f(10)}, Outcome{LatencyMS: 10.1}, false},
+		{schema.Bound{Accuracy: f(0.9)}, Outcome{AccuracyEst: 0.89}, false},
+		{schema.Bound{EnergyMJ: f(1)}, Outcome{EnergyMJ: 1.5}, false},
+		{schema.Bound{Confidence: f(0.9)}, Outcome{Confidence: 0.5, Last: true}, true},
+		{schema.Bound{Confidence: f(0.9)}, Outcome{Confidence: 0.5}, false},
+		{schema.Bound{Exit: i(2)}, Outcome{Exit: 1}, false},
+	}
+	for n, c := range cases {
+		if got := BoundMet(c.b, c.o); got != c.want {
+			t.Errorf("case %d: BoundMet = %v, want %v", n, got, c.want)
+		}
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	r := New()
+	if p, err := r.New(""); err != nil || p.Name() != Default {
+		t.Fatalf("default policy: %v %v", p, err)
+	}
+	if _, err := r.New("nope"); err == nil {
+		t.Fatal("unknown policy accepted")
+	}
+}

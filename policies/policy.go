@@ -1,0 +1,158 @@
+// Package policies turns bounds into decisions: before each stage of a
+// multi-exit model, whether to run it; after each exit, whether to stop.
+// It is pure logic over a request's progress and the model's profile (no
+// ONNX Runtime, no MQTT), so every policy is tested with synthetic profiles
+// in microseconds.
+package policies
+
+import (
+	"time"
+
+	"github.com/delen-edge/delen/models/profile"
+	"github.com/delen-edge/delen/schema"
+)
+
+// Action is what a policy decides at a decision point.
+type Action int
+
+const (
+	// Continue runs the next stage (asked before a stage) or goes on to
+	// the next stage (asked after an exit).
+	Continue Action = iota
+	// Stop serves the exit already reached.
+	Stop
+	// Infeasible says that not even exit 1 can meet the bound; the agent
+	// serves exit 1 late or sheds the request, as the tenant chose.
+	Infeasible
+)
+
+func (a Action) String() string {
+	switch a {
+	case Continue:
+		return "continue"
+	case Stop:
+		return "stop"
+	case Infeasible:
+		return "infeasible"
+	}
+	return "unknown"
+}
+
+// Decision is an Action with the reason, for logs and traces.
+type Decision struct {
+	Action Action
+	Reason string
+}
+
+// Step is what a policy knows about one request at a decision point.
+type Step struct {
+	Tenant     string
+	Bound      schema.Bound
+	Conditions []schema.Condition
+	// Exits is the number of exits of the model; Done how many have run.
+	Exits, Done int
+	// Arrival is when the request reached the agent; Now is the decision time.
+	Arrival, Now time.Time
+	// EnergyMJ and ComputeMS are spent so far (stages run).
+	EnergyMJ, ComputeMS float64
+	// Confidence is the top-1 softmax probability at exit Done (Done > 0).
+	Confidence float64
+	// Load describes the agent's queues at decision time.
+	Load Load
+}
+
+// Load is the state of the agent's queues, for load-aware policies.
+type Load struct {
+	// QueueDepth counts requests waiting in the tenant's queue.
+	QueueDepth int
+	// QueueDelayMS is a recent estimate of how long a stage waits to run.
+	QueueDelayMS float64
+}
+
+// Elapsed is the time since arrival.
+func (s *Step) Elapsed() time.Duration { return s.Now.Sub(s.Arrival) }
+
+// Deadline returns arrival + latency bound, and whether there is one.
+func (s *Step) Deadline() (time.Time, bool) {
+	if s.Bound.LatencyMS == nil {
+		return time.Time{}, false
+	}
+	return s.Arrival.Add(time.Duration(*s.Bound.LatencyMS * float64(time.Millisecond))), true
+}
+
+// Policy decides, for one request, which stages to run.
+type Policy interface {
+	// Name is the policy's registry name.
+	Name() string
+	// Before is asked before stage s.Done runs (0-based: it leads to exit
+	// s.Done+1). Stop serves exit s.Done (only when s.Done > 0);
+	// Infeasible (only when s.Done == 0) means the bound cannot be met.
+	Before(s *Step, p *profile.Profile) Decision
+	// After is asked after exit s.Done ran, with s.Confidence set; Stop
+	// serves it. It is not asked after the last exit.
+	After(s *Step, p *profile.Profile) Decision
+}
+
+func run(reason string) Decision  { return Decision{Continue, reason} }
+func stop(reason string) Decision { return Decision{Stop, reason} }
+
+// stageMS is the predicted (p95) latency of stage i, in milliseconds.
+func stageMS(p *profile.Profile, i int) float64 {
+	if p == nil || i >= len(p.Stages) {
+		return 0
+	}
+	return p.Stages[i].LatencyMS.P95
+}
+
+// stageMJ is the profiled energy of stage i.
+func stageMJ(p *profile.Profile, i int) float64 {
+	if p == nil || i >= len(p.Stages) {
+		return 0
+	}
+	return p.Stages[i].EnergyMJ
+}
+
+// exitAccuracy is the profiled accuracy of exit k (1-based).
+func exitAccuracy(p *profile.Profile, k int) float64 {
+	if p == nil || k < 1 || k > len(p.Exits) {
+		return 0
+	}
+	return p.Exits[k-1].Accuracy
+}
+
+// ExitAccuracy is the profile's expected accuracy of exit k (1-based).
+func ExitAccuracy(p *profile.Profile, k int) float64 { return exitAccuracy(p, k) }
+
+// Outcome is what was served, to judge whether the bound held.
+type Outcome struct {
+	Exit       int
+	LatencyMS  float64
+	EnergyMJ   float64
+	Confidence float64
+	// AccuracyEst is the expected accuracy of the exit served.
+	AccuracyEst float64
+	// Last is true when the exit served is the model's last.
+	Last bool
+}
+
+// BoundMet reports whether an outcome satisfies every part of b. A
+// confidence bound counts as met when the threshold was reached or the last
+// exit was served (no deeper exit could do better).
+func BoundMet(b schema.Bound, o Outcome) bool {
+	if b.LatencyMS != nil && o.LatencyMS > *b.LatencyMS {
+		return false
+	}
+	if b.EnergyMJ != nil && o.EnergyMJ > *b.EnergyMJ {
+		return false
+	}
+	if b.Accuracy != nil && o.AccuracyEst < *b.Accuracy {
+		return false
+	}
+	if b.Confidence != nil && o.Confidence < *b.Confidence && !o.Last {
+		return false
+	}
+	if b.Exit != nil && o.Exit != *b.Exit {
+		return false
+	}
+	return true
+}
