@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -49,7 +50,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.data, "data", envOr("DELEN_DATA", "./data"), "data folder (Badger store)")
 	root.PersistentFlags().StringVar(&g.zoo, "zoo", envOr("DELEN_ZOO", ""), "extra model folder to load models from (besides the built-in zoo)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("DELEN_LOG_LEVEL", "info"), "debug, info, warn or error")
-	root.AddCommand(newModelsCmd(g), newProfileCmd(g), newBenchCmd(g))
+	root.AddCommand(newServeCmd(g), newSendCmd(g), newHistoryCmd(g), newModelsCmd(g), newProfileCmd(g), newBenchCmd(g))
 	return root
 }
 
@@ -59,3 +60,6 @@ func envOr(key, def string) string {
 	}
 	return def
 }
+
+// storeDir is the Badger folder inside the data folder.
+func (g *globals) storeDir() string { return filepath.Join(g.data, "store") }

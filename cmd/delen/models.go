@@ -174,10 +174,10 @@ func newInspectCmd(g *globals) *cobra.Command {
 // storedProfile reads m's profile for this device, if the store has one.
 // A missing data folder means no profile, not an error.
 func (g *globals) storedProfile(m *models.Manifest) (*profile.Profile, error) {
-	if _, err := os.Stat(g.data); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(g.storeDir()); errors.Is(err, os.ErrNotExist) {
 		return nil, store.ErrNotFound
 	}
-	s, err := store.Open(g.data, store.Options{Logger: g.log})
+	s, err := store.Open(g.storeDir(), store.Options{Logger: g.log})
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func newProfileCmd(g *globals) *cobra.Command {
 			if err := os.MkdirAll(g.data, 0o755); err != nil {
 				return err
 			}
-			s, err := store.Open(g.data, store.Options{Logger: g.log})
+			s, err := store.Open(g.storeDir(), store.Options{Logger: g.log})
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,434 @@
+// Package agent is the Dělen daemon: it takes requests from per-tenant MQTT
+// topics, schedules them stage by stage across tenants, runs each stage of
+// a multi-exit model, lets the request's policy decide where to stop,
+// publishes the tagged result and records history in the store.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/delen-edge/delen/agent/store"
+	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/models"
+	"github.com/delen-edge/delen/models/energy"
+	"github.com/delen-edge/delen/models/profile"
+	"github.com/delen-edge/delen/models/zoo"
+	"github.com/delen-edge/delen/policies"
+	"github.com/delen-edge/delen/schema"
+)
+
+// Config is the agent's configuration. Zero values take the defaults
+// documented on each field.
+type Config struct {
+	// AgentID names the agent (status topic, MQTT client id); default
+	// "delen-<hostname>".
+	AgentID string
+	// BrokerURL is the MQTT broker (tcp://host:port, ssl://…). Required.
+	BrokerURL          string
+	Username, Password string
+	TLS                *tls.Config
+	// ShareGroup, when set, subscribes to requests through
+	// $share/<group>/… so several agents split the load.
+	ShareGroup string
+	// Topics sets the topic prefix (default "delen").
+	Topics schema.Topics
+	// Zoo finds the models to serve (default: the built-in models).
+	Zoo *zoo.Zoo
+	// DefaultModel serves requests that name none (default "mnist-ee").
+	DefaultModel string
+	// Store persists settings, profiles, history and dedupe. Required.
+	Store *store.Store
+	// Meter measures stage energy (default: the model meter at 5 W).
+	Meter energy.Meter
+	// Policies resolves policy names (default policies.New()).
+	Policies *policies.Registry
+	// Workers run stages in parallel (default GOMAXPROCS).
+	Workers int
+	// Publishers publish results in parallel (default 4).
+	Publishers int
+	// MaxPayload is the largest request accepted, in bytes (default 4 MiB).
+	MaxPayload int
+	// QueueLimit caps each tenant's waiting new requests (default 1024).
+	QueueLimit int
+	// FairnessWindow is how far (in weighted stage time) a tenant may run
+	// ahead of the least-served busy tenant before deadlines yield to
+	// fairness (default 2 ms).
+	FairnessWindow time.Duration
+	// Infeasible is what happens to a request whose bound not even exit 1
+	// can meet: "late" serves exit 1 anyway, "shed" answers at once
+	// (default "late").
+	Infeasible string
+	// HistoryTTL (default 7 days) and DedupeTTL (default 10 minutes).
+	HistoryTTL, DedupeTTL time.Duration
+	// ProfileRuns is how many runs per stage profile a model on first
+	// start (default 200).
+	ProfileRuns int
+	// StatusInterval is how often stats go to the status topic (default 10 s).
+	StatusInterval time.Duration
+	// DrainTimeout bounds how long shutdown waits for requests in flight
+	// (default 10 s).
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.BrokerURL == "" {
+		return errors.New("agent: BrokerURL is required")
+	}
+	if c.Store == nil {
+		return errors.New("agent: Store is required")
+	}
+	if c.AgentID == "" {
+		h, _ := os.Hostname()
+		c.AgentID = "delen-" + profile.Sanitize(h)
+	}
+	if c.Zoo == nil {
+		c.Zoo = zoo.New()
+	}
+	if c.DefaultModel == "" {
+		c.DefaultModel = "mnist-ee"
+	}
+	if c.Meter == nil {
+		m, err := energy.New(energy.KindModel, "/", energy.Options{})
+		if err != nil {
+			return err
+		}
+		c.Meter = m
+	}
+	if c.Policies == nil {
+		c.Policies = policies.New()
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.Publishers <= 0 {
+		c.Publishers = 4
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = 4 << 20
+	}
+	if c.QueueLimit <= 0 {
+		c.QueueLimit = 1024
+	}
+	if c.FairnessWindow <= 0 {
+		c.FairnessWindow = 2 * time.Millisecond
+	}
+	switch c.Infeasible {
+	case "":
+		c.Infeasible = "late"
+	case "late", "shed":
+	default:
+		return fmt.Errorf("agent: Infeasible %q: want late or shed", c.Infeasible)
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 7 * 24 * time.Hour
+	}
+	if c.DedupeTTL <= 0 {
+		c.DedupeTTL = 10 * time.Minute
+	}
+	if c.ProfileRuns <= 0 {
+		c.ProfileRuns = 200
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = 10 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c.Topics.Validate()
+}
+
+// servedModel is a loaded model with its current profile.
+type servedModel struct {
+	name    string
+	m       *models.Model
+	profile atomic.Pointer[profile.Profile]
+}
+
+// tenant is one tenant's settings and policy instances.
+type tenant struct {
+	mu       sync.Mutex
+	settings schema.Settings
+	policies map[string]policies.Policy
+}
+
+// Agent serves requests. Create it with New and run it with Run.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	topics  schema.Topics
+	models  map[string]*servedModel
+	sched   *scheduler
+	client  *broker.Client
+	results chan *job
+	hist    *historyWriter
+	metrics *Metrics
+
+	tenantsMu sync.Mutex
+	tenants   map[string]*tenant
+
+	inflightMu sync.Mutex
+	inflight   map[string]*job // tenant/id → job, for duplicates delivered while it runs
+	active     sync.WaitGroup  // jobs admitted and not yet published
+
+	ready    atomic.Bool
+	readyCh  chan struct{}
+	runDone  chan struct{}
+	stopping atomic.Bool // intake closed: deliveries stay unacknowledged for the next session
+	started  time.Time
+}
+
+// New loads the models (profiling those without a stored profile for this
+// device) and returns an agent ready to Run.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger, topics: cfg.Topics,
+		models:   map[string]*servedModel{},
+		sched:    newScheduler(cfg.FairnessWindow),
+		results:  make(chan *job, 1024),
+		tenants:  map[string]*tenant{},
+		inflight: map[string]*job{},
+		metrics:  newMetrics(),
+		readyCh:  make(chan struct{}),
+		runDone:  make(chan struct{}),
+	}
+	if err := a.loadModels(ctx); err != nil {
+		a.closeModels()
+		return nil, err
+	}
+	if _, ok := a.models[cfg.DefaultModel]; !ok {
+		a.closeModels()
+		return nil, fmt.Errorf("agent: default model %q is not in the zoo", cfg.DefaultModel)
+	}
+	stored, err := cfg.Store.Tenants()
+	if err != nil {
+		a.closeModels()
+		return nil, fmt.Errorf("agent: read tenant settings: %w", err)
+	}
+	for name, set := range stored {
+		a.tenants[name] = &tenant{settings: set, policies: map[string]policies.Policy{}}
+		a.sched.setWeight(name, weightOf(set))
+	}
+	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, a.log, a.metrics)
+	return a, nil
+}
+
+func weightOf(s schema.Settings) float64 {
+	if s.Weight > 0 {
+		return s.Weight
+	}
+	return 1
+}
+
+func (a *Agent) loadModels(ctx context.Context) error {
+	list, err := a.cfg.Zoo.List()
+	if err != nil {
+		a.log.Warn("some model folders could not be read", "err", err)
+	}
+	device := profile.DeviceID()
+	for _, e := range list {
+		m, err := e.Load(models.LoadOptions{})
+		if err != nil {
+			a.log.Error("model not loaded", "model", e.Name, "source", e.Source, "err", err)
+			continue
+		}
+		sm := &servedModel{name: e.Name, m: m}
+		p, err := a.cfg.Store.Profile(m.Manifest.Name, m.Manifest.Version, device)
+		if errors.Is(err, store.ErrNotFound) {
+			a.log.Info("profiling model on first start", "model", m.Manifest.ID(), "device", device, "runs", a.cfg.ProfileRuns)
+			p, err = models.Profile(ctx, m, a.cfg.Meter, models.ProfileOptions{
+				Runs: a.cfg.ProfileRuns, Device: device,
+				Progress: func(s string) { a.log.Info("profiling", "model", m.Manifest.ID(), "progress", s) },
+			})
+			if err == nil {
+				err = a.cfg.Store.PutProfile(p)
+			}
+		}
+		if err != nil {
+			m.Close()
+			return fmt.Errorf("profile %s: %w", e.Name, err)
+		}
+		sm.profile.Store(p)
+		a.models[e.Name] = sm
+		a.log.Info("model loaded", "model", m.Manifest.ID(), "exits", m.Exits(), "source", e.Source)
+	}
+	return nil
+}
+
+func (a *Agent) closeModels() {
+	for _, m := range a.models {
+		m.m.Close()
+	}
+}
+
+// Metrics exposes the agent's Prometheus metrics.
+func (a *Agent) Metrics() *Metrics { return a.metrics }
+
+// Ready reports whether the agent is connected and subscribed.
+func (a *Agent) Ready() bool { return a.ready.Load() && a.client != nil && a.client.Connected() }
+
+// WaitReady blocks until the agent is connected and subscribed, Run has
+// returned, or ctx ends.
+func (a *Agent) WaitReady(ctx context.Context) error {
+	select {
+	case <-a.readyCh:
+		return nil
+	case <-a.runDone:
+		return errors.New("agent: stopped before it was ready")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ID is the agent's id.
+func (a *Agent) ID() string { return a.cfg.AgentID }
+
+// Run connects to the broker, serves until ctx is cancelled, then shuts
+// down gracefully: stop intake, finish the requests in flight, publish
+// "offline", flush history.
+func (a *Agent) Run(ctx context.Context) error {
+	defer close(a.runDone)
+	defer a.closeModels()
+	a.started = time.Now()
+	statusTopic := a.topics.AgentStatus(a.cfg.AgentID)
+	offline, _ := statusPayload("offline", a, nil)
+	client, err := broker.Dial(ctx, broker.ClientConfig{
+		URL: a.cfg.BrokerURL, ClientID: a.cfg.AgentID, Username: a.cfg.Username, Password: a.cfg.Password,
+		TLS: a.cfg.TLS, CleanSession: false, Logger: a.log,
+		Will: &broker.Will{Topic: statusTopic, Payload: offline, QoS: 1, Retained: true},
+		OnConnect: func() {
+			a.metrics.brokerUp.Set(1)
+			a.log.Info("broker connected", "broker", a.cfg.BrokerURL)
+		},
+		OnConnectionLost: func(err error) {
+			a.metrics.brokerUp.Set(0)
+			a.log.Warn("broker connection lost", "err", err)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("agent: connect to %s: %w", a.cfg.BrokerURL, err)
+	}
+	a.client = client
+	a.metrics.brokerUp.Set(1)
+
+	var workers, publishers sync.WaitGroup
+	for i := 0; i < a.cfg.Workers; i++ {
+		workers.Add(1)
+		go func() { defer workers.Done(); a.work() }()
+	}
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	for i := 0; i < a.cfg.Publishers; i++ {
+		publishers.Add(1)
+		go func() { defer publishers.Done(); a.publishLoop(pubCtx) }()
+	}
+	histDone := make(chan struct{})
+	go func() { defer close(histDone); a.hist.run() }()
+
+	if err := client.Subscribe(a.topics.ControlFilter(), 1, a.onControl); err != nil {
+		return fmt.Errorf("agent: subscribe control: %w", err)
+	}
+	reqFilter := a.topics.RequestsFilter()
+	if a.cfg.ShareGroup != "" {
+		reqFilter = a.topics.SharedRequestsFilter(a.cfg.ShareGroup)
+	}
+	if err := client.Subscribe(reqFilter, 1, a.onRequest); err != nil {
+		return fmt.Errorf("agent: subscribe requests: %w", err)
+	}
+	a.publishStatus(ctx, "online")
+	a.ready.Store(true)
+	close(a.readyCh)
+	a.log.Info("agent ready", "agent", a.cfg.AgentID, "broker", a.cfg.BrokerURL, "requests", reqFilter,
+		"models", len(a.models), "workers", a.cfg.Workers)
+
+	tick := time.NewTicker(a.cfg.StatusInterval)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+			a.publishStatus(ctx, "online")
+		}
+	}
+
+	// Shutdown: stop intake, drain, publish offline, flush. The requests
+	// subscription stays in the persistent session, so the broker keeps
+	// what arrives from now on for the next start; deliveries that arrive
+	// during the drain are left unacknowledged and are redelivered then.
+	a.ready.Store(false)
+	a.stopping.Store(true)
+	a.log.Info("agent stopping: no new requests, finishing those in flight")
+	drained := make(chan struct{})
+	go func() { a.active.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(a.cfg.DrainTimeout):
+		a.log.Warn("drain timed out; unanswered requests stay unacknowledged and will be redelivered")
+	}
+	a.sched.close()
+	workers.Wait()
+	stopPub()
+	close(a.results)
+	publishers.Wait()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	a.publishStatusCtx(shutdownCtx, "offline")
+	client.Close()
+	a.hist.close()
+	<-histDone
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// tenantFor returns tenant name's state, creating default settings.
+func (a *Agent) tenantFor(name string) *tenant {
+	a.tenantsMu.Lock()
+	defer a.tenantsMu.Unlock()
+	t := a.tenants[name]
+	if t == nil {
+		t = &tenant{settings: schema.Settings{Weight: 1}, policies: map[string]policies.Policy{}}
+		a.tenants[name] = t
+	}
+	return t
+}
+
+// policyFor returns the tenant's instance of the named policy.
+func (t *tenant) policyFor(reg *policies.Registry, name string) (policies.Policy, error) {
+	if name == "" {
+		name = policies.Default
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.policies[name]; p != nil {
+		return p, nil
+	}
+	p, err := reg.New(name)
+	if err != nil {
+		return nil, err
+	}
+	t.policies[name] = p
+	return p, nil
+}
+
+func (t *tenant) get() schema.Settings {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.settings
+}

@@ -1,0 +1,438 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/delen-edge/delen/agent"
+	"github.com/delen-edge/delen/agent/store"
+	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/broker/brokertest"
+	"github.com/delen-edge/delen/models/mnist"
+	"github.com/delen-edge/delen/models/replica"
+	"github.com/delen-edge/delen/models/zoo"
+	"github.com/delen-edge/delen/schema"
+)
+
+// brokers runs a test against the embedded broker and a real Mosquitto.
+func brokers(t *testing.T, run func(t *testing.T, url string)) {
+	t.Run("embedded", func(t *testing.T) {
+		run(t, brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr())
+	})
+	t.Run("mosquitto", func(t *testing.T) {
+		run(t, brokertest.StartMosquitto(t, brokertest.MosquittoOptions{ExtraConfig: []string{"log_type all"}}).URL())
+	})
+}
+
+// running is an agent serving in the background.
+type running struct {
+	a     *agent.Agent
+	st    *store.Store
+	dir   string
+	stop  context.CancelFunc
+	done  chan error
+	close sync.Once
+}
+
+func startAgent(t *testing.T, url, dir string, edit func(*agent.Config)) *running {
+	t.Helper()
+	st, err := store.Open(filepath.Join(dir, "store"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := agent.Config{
+		AgentID: "agent-test", BrokerURL: url, Store: st, ProfileRuns: 20,
+		Zoo: zoo.New(filepath.Join(dir, "models")), Logger: testLogger(t),
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := agent.New(ctx, cfg)
+	if err != nil {
+		cancel()
+		st.Close()
+		t.Fatal(err)
+	}
+	r := &running{a: a, st: st, dir: dir, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(r.shutdown)
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := a.WaitReady(wctx); err != nil {
+		t.Fatalf("agent not ready: %v", err)
+	}
+	return r
+}
+
+// shutdown stops the agent gracefully and closes its store.
+func (r *running) shutdown() {
+	r.close.Do(func() {
+		r.stop()
+		<-r.done
+		r.st.Close()
+	})
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// tenantClient publishes requests and collects results and state.
+type tenantClient struct {
+	t       *testing.T
+	c       *broker.Client
+	tenant  string
+	topics  schema.Topics
+	mu      sync.Mutex
+	results map[string][][]byte // by id, raw payloads in arrival order
+	arrived chan struct{}
+	state   chan []byte
+}
+
+func newTenant(t *testing.T, url, tenant string) *tenantClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := broker.Dial(ctx, broker.ClientConfig{URL: url, ClientID: "tenant-" + tenant + "-" + fmt.Sprint(time.Now().UnixNano()), CleanSession: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	tc := &tenantClient{t: t, c: c, tenant: tenant, results: map[string][][]byte{}, arrived: make(chan struct{}, 1), state: make(chan []byte, 16)}
+	if err := c.Subscribe(tc.topics.Results(tenant), 1, func(m broker.Message) {
+		m.Ack()
+		r, _, err := schema.DecodeResult(m.Payload(), 1<<20)
+		if err != nil {
+			t.Errorf("undecodable result: %v", err)
+			return
+		}
+		tc.mu.Lock()
+		tc.results[r.ID] = append(tc.results[r.ID], append([]byte(nil), m.Payload()...))
+		tc.mu.Unlock()
+		select {
+		case tc.arrived <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe(tc.topics.State(tenant), 1, func(m broker.Message) {
+		m.Ack()
+		tc.state <- append([]byte(nil), m.Payload()...)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return tc
+}
+
+func (tc *tenantClient) publish(payload []byte) {
+	tc.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tc.c.Publish(ctx, tc.topics.Requests(tc.tenant), 1, false, payload); err != nil {
+		tc.t.Fatal(err)
+	}
+}
+
+func (tc *tenantClient) send(req *schema.Request, enc schema.Encoding) {
+	tc.t.Helper()
+	b, err := schema.EncodeRequest(req, enc)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	tc.publish(b)
+}
+
+// wait returns the first result for id, failing the test after 20 s.
+func (tc *tenantClient) wait(id string) *schema.Result {
+	tc.t.Helper()
+	return tc.waitN(id, 1)[0]
+}
+
+// waitN waits until n results for id have arrived.
+func (tc *tenantClient) waitN(id string, n int) []*schema.Result {
+	tc.t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		tc.mu.Lock()
+		raw := tc.results[id]
+		tc.mu.Unlock()
+		if len(raw) >= n {
+			var out []*schema.Result
+			for _, b := range raw {
+				r, _, _ := schema.DecodeResult(b, 1<<20)
+				out = append(out, r)
+			}
+			return out
+		}
+		select {
+		case <-tc.arrived:
+		case <-deadline.C:
+			tc.t.Fatalf("tenant %s: %d of %d results for %q after 20 s", tc.tenant, len(raw), n, id)
+		}
+	}
+}
+
+func (tc *tenantClient) raw(id string) [][]byte {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.results[id]
+}
+
+func (tc *tenantClient) control(c *schema.Control) *schema.Settings {
+	tc.t.Helper()
+	b, err := schema.EncodeControl(c, schema.JSON)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tc.c.Publish(ctx, tc.topics.Control(tc.tenant), 1, true, b); err != nil {
+		tc.t.Fatal(err)
+	}
+	select {
+	case s := <-tc.state:
+		set, _, err := schema.DecodeSettings(s, 1<<20)
+		if err != nil {
+			tc.t.Fatal(err)
+		}
+		return set
+	case <-time.After(20 * time.Second):
+		tc.t.Fatal("no state after a control message")
+	}
+	return nil
+}
+
+var testSet = func() *mnist.Set { s, _ := mnist.Test(); return s }()
+
+// digit is a request for MNIST test image i.
+func digit(id string, i int, b schema.Bound) *schema.Request {
+	label := testSet.Label(i)
+	return &schema.Request{ID: id, Input: schema.NewUint8Tensor([]int{1, 28, 28}, testSet.Images[i]), Bound: b, Label: &label,
+		SentAt: time.Now().UnixMicro(), Meta: map[string]any{"cam": "north"}}
+}
+
+func f64(v float64) *float64 { return &v }
+func intp(v int) *int        { return &v }
+
+func TestServeTwoTenantsWithDifferentBounds(t *testing.T) {
+	brokers(t, func(t *testing.T, url string) {
+		startAgent(t, url, t.TempDir(), nil)
+		cam := newTenant(t, url, "cam1")
+		insp := newTenant(t, url, "inspect")
+		cam.send(digit("c1", 0, schema.Bound{Exit: intp(1)}), schema.MsgPack)
+		insp.send(digit("i1", 0, schema.Bound{Accuracy: f64(0.99)}), schema.JSON)
+		rc, ri := cam.wait("c1"), insp.wait("i1")
+		if rc.Status != schema.StatusOK || rc.Exit != 1 || rc.Exits != 3 || rc.Tenant != "cam1" {
+			t.Errorf("cam1 result: %+v", rc)
+		}
+		if ri.Status != schema.StatusOK || ri.Exit != 3 || ri.AccuracyEst < 0.99 {
+			t.Errorf("inspect result: status %s exit %d accuracy_est %.4f, want ok at exit 3 with ≥ 0.99", ri.Status, ri.Exit, ri.AccuracyEst)
+		}
+		for _, r := range []*schema.Result{rc, ri} {
+			if r.Class == nil || *r.Class != testSet.Label(0) || r.Confidence <= 0 || len(r.Top) != 3 {
+				t.Errorf("%s: class/confidence/top %v %v %v", r.ID, r.Class, r.Confidence, r.Top)
+			}
+			if r.LatencyMS <= 0 || r.ComputeMS <= 0 || r.QueueMS < 0 || r.LatencyMS < r.ComputeMS {
+				t.Errorf("%s: latency %.3f compute %.3f queue %.3f", r.ID, r.LatencyMS, r.ComputeMS, r.QueueMS)
+			}
+			if r.EnergyMJ <= 0 || r.EnergySource != "model" || r.BoundMet == nil || !*r.BoundMet {
+				t.Errorf("%s: energy %.4f source %q bound_met %v", r.ID, r.EnergyMJ, r.EnergySource, r.BoundMet)
+			}
+			if r.Model != "mnist-ee" || r.Meta["cam"] != "north" || r.SentAt == 0 {
+				t.Errorf("%s: echoed fields %q %v %d", r.ID, r.Model, r.Meta, r.SentAt)
+			}
+		}
+		// The JSON request got a JSON result.
+		if raw := insp.raw("i1")[0]; raw[0] != '{' {
+			t.Errorf("JSON request answered in %q...", raw[:8])
+		}
+		// A latency bound alone runs as deep as fits (mnist-ee stages are
+		// tens of µs); a confident digit stops early under a confidence bound.
+		cam.send(digit("c2", 0, schema.Bound{LatencyMS: f64(1000)}), schema.MsgPack)
+		cam.send(digit("c3", 0, schema.Bound{Confidence: f64(0.5)}), schema.MsgPack)
+		if r := cam.wait("c2"); r.Exit != 3 || r.Status != schema.StatusOK {
+			t.Errorf("latency 1000 ms: exit %d status %s, want 3 ok", r.Exit, r.Status)
+		}
+		if r := cam.wait("c3"); r.Exit != 1 {
+			t.Errorf("confidence 0.5 on an easy digit: exit %d, want 1", r.Exit)
+		}
+	})
+}
+
+func TestErrorCodes(t *testing.T) {
+	brokers(t, func(t *testing.T, url string) {
+		startAgent(t, url, t.TempDir(), func(c *agent.Config) { c.MaxPayload = 16 << 10 })
+		cam := newTenant(t, url, "cam1")
+		big := digit("big", 0, schema.Bound{})
+		big.Meta = map[string]any{"pad": string(bytes.Repeat([]byte("x"), 20<<10))}
+		wrongShape := digit("shape", 0, schema.Bound{})
+		wrongShape.Input = schema.NewUint8Tensor([]int{1, 27, 27}, make([]byte, 27*27))
+		unknown := digit("model", 0, schema.Bound{})
+		unknown.Model = "resnet-9000"
+		badPolicy := digit("policy", 0, schema.Bound{})
+		badPolicy.Policy = "nope"
+		outside := digit("reply", 0, schema.Bound{})
+		outside.ReplyTo = "delen/other/results"
+		cases := []struct {
+			id   string
+			send func()
+			code string
+		}{
+			// A payload over the limit is not decoded, so its id is not known.
+			{"", func() { cam.send(big, schema.MsgPack) }, schema.CodeTooLarge},
+			{"shape", func() { cam.send(wrongShape, schema.MsgPack) }, schema.CodeShapeMismatch},
+			{"model", func() { cam.send(unknown, schema.JSON) }, schema.CodeUnknownModel},
+			{"policy", func() { cam.send(badPolicy, schema.MsgPack) }, schema.CodeBadRequest},
+			{"reply", func() { cam.send(outside, schema.MsgPack) }, schema.CodeBadRequest},
+			{"nan", func() {
+				cam.publish([]byte(`{"id":"nan","input":{"dtype":"float32","shape":[1,28,28],"values":[` + nanValues() + `]}}`))
+			}, schema.CodeBadRequest},
+			{"garbage", func() { cam.publish([]byte(`{"id":"garbage","input":`)) }, schema.CodeBadRequest},
+		}
+		for _, c := range cases {
+			c.send()
+		}
+		for _, c := range cases {
+			r := cam.wait(c.id)
+			if r.Status != schema.StatusError || r.Error == nil || r.Error.Code != c.code {
+				t.Errorf("%s: status %s error %+v, want error %s", c.id, r.Status, r.Error, c.code)
+			}
+		}
+		// The agent keeps serving.
+		cam.send(digit("after", 3, schema.Bound{}), schema.MsgPack)
+		if r := cam.wait("after"); r.Status != schema.StatusOK {
+			t.Errorf("good request after bad ones: %s", r.Status)
+		}
+	})
+}
+
+func nanValues() string {
+	var b bytes.Buffer
+	for i := 0; i < 28*28; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("0")
+	}
+	// JSON has no NaN literal; a huge exponent overflows float32 to +Inf.
+	return b.String()[:len(b.String())-1] + "1e39"
+}
+
+func TestControlDedupeAndRestart(t *testing.T) {
+	brokers(t, func(t *testing.T, url string) {
+		dir := t.TempDir()
+		r := startAgent(t, url, dir, nil)
+		cam := newTenant(t, url, "cam1")
+		set := cam.control(&schema.Control{Bound: &schema.Bound{Exit: intp(2)}, Weight: f64(2)})
+		if set.Bound.Exit == nil || *set.Bound.Exit != 2 || set.Weight != 2 {
+			t.Fatalf("state after control: %+v", set)
+		}
+		// A request without a bound takes the tenant's default.
+		cam.send(digit("d1", 5, schema.Bound{}), schema.MsgPack)
+		if res := cam.wait("d1"); res.Exit != 2 {
+			t.Fatalf("default bound exit 2: served exit %d", res.Exit)
+		}
+		// An invalid control leaves the settings as they were.
+		bad := "no-such-policy"
+		if s := cam.control(&schema.Control{Policy: &bad}); s.Policy != "" || s.Bound.Exit == nil || *s.Bound.Exit != 2 {
+			t.Fatalf("state after a refused control: %+v", s)
+		}
+		// The same id again: the same bytes, no second inference.
+		cam.send(digit("d1", 5, schema.Bound{}), schema.MsgPack)
+		got := cam.waitN("d1", 2)
+		if raw := cam.raw("d1"); !bytes.Equal(raw[0], raw[1]) {
+			t.Fatalf("repeated id answered differently:\n%+v\n%+v", got[0], got[1])
+		}
+		// Restart: settings and history survive.
+		r.shutdown()
+		r2 := startAgent(t, url, dir, nil)
+		cam.send(digit("d2", 6, schema.Bound{}), schema.MsgPack)
+		if res := cam.wait("d2"); res.Exit != 2 {
+			t.Fatalf("after restart, default bound lost: exit %d", res.Exit)
+		}
+		// The graceful stop flushed the history: d1 is there once (the
+		// repeat was answered from the dedupe record, not served again),
+		// with its label and correctness.
+		recs, err := r2.st.History("cam1", time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, rec := range recs {
+			if rec.ID == "d1" {
+				n++
+				if rec.Label == nil || rec.Correct == nil || rec.Result.Exit != 2 || rec.InputDigest == "" {
+					t.Errorf("history record %+v", rec)
+				}
+			}
+		}
+		if n != 1 {
+			t.Fatalf("history has d1 %d times, want once (records: %d)", n, len(recs))
+		}
+	})
+}
+
+func TestLatencyBoundForcesEarlyExitOnReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates the ResNet-50 cost replica")
+	}
+	dir := t.TempDir()
+	if _, err := replica.Generate(filepath.Join(dir, "models", replica.Name), replica.Options{Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	startAgent(t, url, dir, func(c *agent.Config) { c.QueueLimit = 1; c.Workers = 1 })
+	cam := newTenant(t, url, "cam1")
+	in := make([]float32, 3*224*224)
+	for i := range in {
+		in[i] = float32(i%255) / 255
+	}
+	req := &schema.Request{ID: "r1", Model: replica.Name, Input: schema.NewFloat32Tensor([]int{1, 3, 224, 224}, in)}
+	full := *req
+	full.ID = "full"
+	cam.send(&full, schema.MsgPack)
+	rFull := cam.wait("full")
+	if rFull.Exit != 4 {
+		t.Fatalf("no bound: exit %d, want 4", rFull.Exit)
+	}
+	// A deadline of half the full model's compute time cannot take all
+	// four stages: the agent stops at an earlier exit instead of starting
+	// a stage the profile says would overrun.
+	req.Bound = schema.Bound{LatencyMS: f64(rFull.ComputeMS / 2)}
+	cam.send(req, schema.MsgPack)
+	r := cam.wait("r1")
+	if r.Exit < 1 || r.Exit >= 4 {
+		t.Fatalf("latency %.1f ms: exit %d, want an early exit (full model took %.1f ms)", *req.Bound.LatencyMS, r.Exit, rFull.ComputeMS)
+	}
+	t.Logf("latency bound %.1f ms → exit %d in %.1f ms (%s)", *req.Bound.LatencyMS, r.Exit, r.LatencyMS, r.Status)
+	// A burst past the queue cap: some answered overloaded, none lost.
+	for i := 0; i < 6; i++ {
+		b := *req
+		b.ID = fmt.Sprintf("burst%d", i)
+		b.Bound = schema.Bound{}
+		cam.send(&b, schema.MsgPack)
+	}
+	overloaded := 0
+	for i := 0; i < 6; i++ {
+		res := cam.wait(fmt.Sprintf("burst%d", i))
+		if res.Status == schema.StatusError && res.Error.Code == schema.CodeOverloaded {
+			overloaded++
+		}
+	}
+	if overloaded == 0 {
+		t.Errorf("6 requests of ~%0.f ms each with a queue cap of 1 and one worker: none overloaded", rFull.ComputeMS)
+	}
+}

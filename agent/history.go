@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/delen-edge/delen/agent/store"
+)
+
+// historyWriter batches history records off the hot path: records are
+// written every flushEvery or when maxBatch have gathered. When the store
+// fails (a full or read-only disk), the agent keeps serving; the records
+// are counted as lost and logged.
+type historyWriter struct {
+	st       *store.Store
+	ttl      time.Duration
+	log      *slog.Logger
+	metrics  *Metrics
+	in       chan store.Record
+	done     chan struct{}
+	closeOne sync.Once
+}
+
+const (
+	historyQueue = 8192
+	maxBatch     = 512
+	flushEvery   = 200 * time.Millisecond
+)
+
+func newHistoryWriter(st *store.Store, ttl time.Duration, log *slog.Logger, m *Metrics) *historyWriter {
+	return &historyWriter{st: st, ttl: ttl, log: log, metrics: m,
+		in: make(chan store.Record, historyQueue), done: make(chan struct{})}
+}
+
+// add queues a record; when the queue is full the record is dropped and
+// counted rather than slowing the serving down.
+func (h *historyWriter) add(r store.Record) {
+	select {
+	case h.in <- r:
+	default:
+		h.metrics.historyDropped.Inc()
+	}
+}
+
+// run writes batches until close, then flushes what is left.
+func (h *historyWriter) run() {
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	batch := make([]store.Record, 0, maxBatch)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := h.st.AppendHistory(batch, h.ttl); err != nil {
+			h.metrics.historyDropped.Add(float64(len(batch)))
+			h.metrics.storeErrors.Inc()
+			h.log.Warn("history batch not written; serving continues without it", "records", len(batch), "err", err)
+		} else {
+			h.metrics.historyWritten.Add(float64(len(batch)))
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case r := <-h.in:
+			batch = append(batch, r)
+			if len(batch) >= maxBatch {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		case <-h.done:
+			for {
+				select {
+				case r := <-h.in:
+					batch = append(batch, r)
+					if len(batch) >= maxBatch {
+						flush()
+					}
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// close stops run after a final flush.
+func (h *historyWriter) close() { h.closeOne.Do(func() { close(h.done) }) }

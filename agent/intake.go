@@ -1,0 +1,206 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/delen-edge/delen/agent/store"
+	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/schema"
+)
+
+// onRequest is the intake: decode, validate, dedupe, admit. It runs on the
+// MQTT client's delivery goroutine and never blocks on inference.
+func (a *Agent) onRequest(msg broker.Message) {
+	if a.stopping.Load() {
+		return // not acknowledged: the broker redelivers it to the next session
+	}
+	arrival := time.Now()
+	tenantName, kind, err := a.topics.Parse(msg.Topic())
+	if err != nil || kind != schema.KindRequests {
+		// No tenant to answer to: count it, acknowledge it, drop it.
+		a.metrics.dropped.WithLabelValues("bad_topic").Inc()
+		a.log.Warn("request on an unexpected topic dropped", "topic", msg.Topic(), "err", err)
+		msg.Ack()
+		return
+	}
+	qos := msg.QoS()
+	a.log.Debug("request received", "topic", msg.Topic(), "bytes", len(msg.Payload()), "qos", qos, "dup", msg.Duplicate())
+	req, enc, err := schema.DecodeRequest(msg.Payload(), a.cfg.MaxPayload)
+	if err == nil {
+		err = req.ValidateWith(a.topics, tenantName)
+	}
+	if err != nil {
+		a.answerError(tenantName, req, enc, qos, a.topics.Results(tenantName), err, msg)
+		return
+	}
+	topic := a.topics.Results(tenantName)
+	if req.ReplyTo != "" {
+		topic = req.ReplyTo
+	}
+	// A request id already answered gets the same bytes again.
+	if d, err := a.cfg.Store.GetDedupe(tenantName, req.ID); err == nil {
+		a.metrics.deduped.WithLabelValues(tenantName).Inc()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.client.Publish(ctx, d.Topic, d.QoS, false, d.Payload); err != nil {
+			a.log.Warn("republish deduplicated result", "tenant", tenantName, "id", req.ID, "err", err)
+			return // not acknowledged: the broker redelivers
+		}
+		msg.Ack()
+		return
+	} else if !errors.Is(err, store.ErrNotFound) {
+		a.log.Warn("dedupe lookup failed; serving anyway", "tenant", tenantName, "id", req.ID, "err", err)
+	}
+	key := tenantName + "/" + req.ID
+	a.inflightMu.Lock()
+	if j := a.inflight[key]; j != nil {
+		// Redelivered while the first delivery is still being served:
+		// answer both with the one result.
+		j.msgs = append(j.msgs, msg)
+		a.inflightMu.Unlock()
+		a.metrics.deduped.WithLabelValues(tenantName).Inc()
+		return
+	}
+	a.inflightMu.Unlock()
+
+	t := a.tenantFor(tenantName)
+	set := t.get()
+	modelName := req.Model
+	if modelName == "" {
+		modelName = set.Model
+	}
+	if modelName == "" {
+		modelName = a.cfg.DefaultModel
+	}
+	sm := a.models[modelName]
+	if sm == nil {
+		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", modelName), msg)
+		return
+	}
+	input, err := a.inputFor(sm, &req.Input)
+	if err != nil {
+		a.answerError(tenantName, req, enc, qos, topic, err, msg)
+		return
+	}
+	policyName := req.Policy
+	if policyName == "" {
+		policyName = set.Policy
+	}
+	pol, err := t.policyFor(a.cfg.Policies, policyName)
+	if err != nil {
+		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeBadRequest, "policy: %v", err), msg)
+		return
+	}
+	bound := req.Bound
+	if bound.IsZero() {
+		bound = set.Bound
+	}
+	j := &job{
+		tenant: tenantName, req: req, enc: enc, msgs: []broker.Message{msg}, qos: qos, topic: topic,
+		model: sm, policy: pol, bound: bound, conditions: set.Conditions, infeasible: a.cfg.Infeasible,
+		arrival: arrival, input: input,
+	}
+	j.task = task{tenant: tenantName, seq: a.sched.nextSeq(), job: j, queuedAt: arrival}
+	if bound.LatencyMS != nil {
+		j.task.deadline = arrival.Add(time.Duration(*bound.LatencyMS * float64(time.Millisecond)))
+	}
+	j.task.cost = a.stageCost(sm, 0)
+
+	a.inflightMu.Lock()
+	if other := a.inflight[key]; other != nil {
+		other.msgs = append(other.msgs, msg)
+		a.inflightMu.Unlock()
+		return
+	}
+	a.inflight[key] = j
+	a.inflightMu.Unlock()
+	a.active.Add(1)
+	if err := a.sched.push(&j.task, false, a.cfg.QueueLimit); err != nil {
+		a.inflightMu.Lock()
+		delete(a.inflight, key)
+		a.inflightMu.Unlock()
+		a.active.Done()
+		code := schema.CodeOverloaded
+		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(code, "tenant %s has %d requests waiting: %v", tenantName, a.cfg.QueueLimit, err), msg)
+		return
+	}
+	a.metrics.queueDepth.WithLabelValues(tenantName).Set(float64(a.sched.depth(tenantName)))
+}
+
+// inputFor checks the request tensor against the model's input and
+// converts it to the model's float32 layout.
+func (a *Agent) inputFor(sm *servedModel, t *schema.Tensor) ([]float32, error) {
+	man := sm.m.Manifest
+	if !sameShape(t.Shape, man.Input.Shape) {
+		return nil, schema.Errorf(schema.CodeShapeMismatch, "input shape %v does not fit model %s (input %v)", t.Shape, man.Name, man.Input.Shape)
+	}
+	out := make([]float32, man.SampleSize())
+	switch t.DType {
+	case "uint8":
+		u, err := t.Uint8s()
+		if err != nil {
+			return nil, err
+		}
+		man.Normalize(out, u)
+	case "float32":
+		if _, err := t.Float32s(out); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, schema.Errorf(schema.CodeShapeMismatch, "dtype %q is not accepted by model %s", t.DType, man.Name)
+	}
+	return out, nil
+}
+
+// sameShape compares shapes ignoring leading 1s (a batch of one, or a
+// channel of one for single-channel models).
+func sameShape(got []int, want []int64) bool {
+	for len(got) > 0 && got[0] == 1 {
+		got = got[1:]
+	}
+	for len(want) > 0 && want[0] == 1 {
+		want = want[1:]
+	}
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if int64(got[i]) != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stageCost is the predicted time (ms) of stage i, for fair sharing.
+func (a *Agent) stageCost(sm *servedModel, i int) float64 {
+	p := sm.profile.Load()
+	if p == nil || i >= len(p.Stages) {
+		return 1
+	}
+	return p.Stages[i].LatencyMS.P50
+}
+
+// answerError publishes an error result for a request that will not be
+// served and acknowledges it.
+func (a *Agent) answerError(tenantName string, req *schema.Request, enc schema.Encoding, qos byte, topic string, err error, msg broker.Message) {
+	res := schema.NewErrorResult(tenantName, req, err)
+	a.metrics.requests.WithLabelValues(tenantName, schema.StatusError, res.Error.Code).Inc()
+	payload, encErr := schema.EncodeResult(res, enc)
+	if encErr != nil {
+		a.log.Error("encode error result", "err", encErr)
+		msg.Ack()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.client.Publish(ctx, topic, qos, false, payload); err != nil {
+		a.log.Warn("publish error result", "tenant", tenantName, "err", err)
+		return
+	}
+	msg.Ack()
+	a.log.Debug("request refused", "tenant", tenantName, "id", res.ID, "code", res.Error.Code, "err", fmt.Sprint(err))
+}

@@ -1,0 +1,74 @@
+package agent
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the agent's Prometheus metrics, in a registry of their own
+// (no global state), served by Handler.
+type Metrics struct {
+	reg            *prometheus.Registry
+	requests       *prometheus.CounterVec
+	exits          *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	stageSeconds   *prometheus.HistogramVec
+	energy         *prometheus.CounterVec
+	queueDepth     *prometheus.GaugeVec
+	boundMisses    *prometheus.CounterVec
+	deduped        *prometheus.CounterVec
+	dropped        *prometheus.CounterVec
+	brokerUp       prometheus.Gauge
+	storeErrors    prometheus.Counter
+	historyWritten prometheus.Counter
+	historyDropped prometheus.Counter
+}
+
+func newMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delen_requests_total",
+			Help: "Requests answered, by tenant, status and error code."}, []string{"tenant", "status", "code"}),
+		exits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delen_exits_total",
+			Help: "Requests served, by tenant, model and exit taken."}, []string{"tenant", "model", "exit"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "delen_request_latency_seconds",
+			Help:    "Time from arrival at the agent to publish of the result.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5}}, []string{"tenant"}),
+		stageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "delen_stage_seconds",
+			Help:    "Compute time of one stage, by model and exit.",
+			Buckets: []float64{.00002, .00005, .0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .2}}, []string{"model", "exit"}),
+		energy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delen_energy_millijoules_total",
+			Help: "Energy of the stages run, by tenant."}, []string{"tenant"}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "delen_queue_depth",
+			Help: "Stages waiting in the tenant's queue."}, []string{"tenant"}),
+		boundMisses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delen_bound_misses_total",
+			Help: "Served requests whose bound did not hold."}, []string{"tenant"}),
+		deduped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delen_deduplicated_total",
+			Help: "Repeated request ids answered from the dedupe record."}, []string{"tenant"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delen_dropped_total",
+			Help: "Messages dropped without a result, by reason."}, []string{"reason"}),
+		brokerUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "delen_broker_connected",
+			Help: "1 while the agent is connected to its broker."}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "delen_store_errors_total",
+			Help: "Failed writes to the Badger store."}),
+		historyWritten: prometheus.NewCounter(prometheus.CounterOpts{Name: "delen_history_written_total",
+			Help: "History records written."}),
+		historyDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "delen_history_dropped_total",
+			Help: "History records lost (queue full or store failing)."}),
+	}
+	m.reg.MustRegister(m.requests, m.exits, m.latency, m.stageSeconds, m.energy, m.queueDepth,
+		m.boundMisses, m.deduped, m.dropped, m.brokerUp, m.storeErrors, m.historyWritten, m.historyDropped,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry is the registry the metrics live in, for adding collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

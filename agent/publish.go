@@ -1,0 +1,230 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/delen-edge/delen/agent/store"
+	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/policies"
+	"github.com/delen-edge/delen/schema"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// publishLoop publishes finished jobs' results: stamp the latency, judge
+// the bound, record the result for dedupe, publish with the request's QoS,
+// and only then acknowledge the request to the broker.
+func (a *Agent) publishLoop(ctx context.Context) {
+	for j := range a.results {
+		a.publish(ctx, j)
+	}
+}
+
+func (a *Agent) publish(ctx context.Context, j *job) {
+	defer a.active.Done()
+	r := j.result
+	r.LatencyMS = ms(time.Since(j.arrival))
+	if r.Status == schema.StatusOK {
+		met := policies.BoundMet(j.bound, policies.Outcome{
+			Exit: r.Exit, LatencyMS: r.LatencyMS, EnergyMJ: r.EnergyMJ, Confidence: r.Confidence,
+			AccuracyEst: r.AccuracyEst, Last: r.Exit == r.Exits,
+		})
+		r.BoundMet = &met
+		if !met || j.late {
+			r.Status = schema.StatusLate
+		}
+	}
+	payload, err := schema.EncodeResult(r, j.enc)
+	if err != nil {
+		a.log.Error("encode result", "tenant", j.tenant, "id", r.ID, "err", err)
+		payload, _ = schema.EncodeResult(schema.NewErrorResult(j.tenant, j.req, schema.Errorf(schema.CodeInternal, "result not encodable")), j.enc)
+	}
+	// Dedupe first: if the agent dies after publishing, the redelivered
+	// request finds this record and gets the same bytes, not a second
+	// inference.
+	if r.Status != schema.StatusError {
+		if err := a.cfg.Store.PutDedupe(j.tenant, j.req.ID, store.Dedupe{Topic: j.topic, QoS: j.qos, Payload: payload}, a.cfg.DedupeTTL); err != nil {
+			a.metrics.storeErrors.Inc()
+			a.log.Warn("dedupe record not written", "tenant", j.tenant, "id", r.ID, "err", err)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = a.client.Publish(pctx, j.topic, j.qos, false, payload)
+	cancel()
+	key := j.tenant + "/" + j.req.ID
+	a.inflightMu.Lock()
+	delete(a.inflight, key)
+	msgs := j.msgs
+	a.inflightMu.Unlock()
+	if err != nil {
+		// Not acknowledged: the broker redelivers and dedupe answers.
+		a.log.Warn("publish result", "tenant", j.tenant, "id", r.ID, "err", err)
+		a.metrics.dropped.WithLabelValues("publish_failed").Inc()
+		return
+	}
+	for _, m := range msgs {
+		m.Ack()
+	}
+	a.observe(j, r)
+	if r.Status != schema.StatusError {
+		a.hist.add(a.record(j, r))
+	}
+}
+
+// record is the history entry of a served job.
+func (a *Agent) record(j *job, r *schema.Result) store.Record {
+	sum := sha256.Sum256(j.req.Input.Data)
+	rec := store.Record{Tenant: j.tenant, ID: r.ID, At: j.arrival, Result: r,
+		InputDigest: hex.EncodeToString(sum[:8]), Label: j.req.Label}
+	if j.req.Label != nil && r.Class != nil {
+		ok := *j.req.Label == *r.Class
+		rec.Correct = &ok
+	}
+	return rec
+}
+
+// observe updates the metrics for a published result.
+func (a *Agent) observe(j *job, r *schema.Result) {
+	code := ""
+	if r.Error != nil {
+		code = r.Error.Code
+	}
+	m := a.metrics
+	m.requests.WithLabelValues(j.tenant, r.Status, code).Inc()
+	m.queueDepth.WithLabelValues(j.tenant).Set(float64(a.sched.depth(j.tenant)))
+	if r.Status == schema.StatusError {
+		return
+	}
+	m.latency.WithLabelValues(j.tenant).Observe(r.LatencyMS / 1000)
+	m.energy.WithLabelValues(j.tenant).Add(r.EnergyMJ)
+	if r.Exit > 0 {
+		m.exits.WithLabelValues(j.tenant, j.model.name, itoa(r.Exit)).Inc()
+	}
+	if r.BoundMet != nil && !*r.BoundMet {
+		m.boundMisses.WithLabelValues(j.tenant).Inc()
+	}
+}
+
+// statusPayload is the agent's status message.
+func statusPayload(state string, a *Agent, extra map[string]any) ([]byte, error) {
+	s := map[string]any{"status": state, "agent": a.cfg.AgentID}
+	if state == "online" {
+		s["started_at"] = a.started.UTC().Format(time.RFC3339)
+		s["uptime_s"] = int(time.Since(a.started).Seconds())
+		s["queued"] = a.sched.len()
+		var names []string
+		for n := range a.models {
+			names = append(names, n)
+		}
+		s["models"] = names
+	}
+	for k, v := range extra {
+		s[k] = v
+	}
+	return json.Marshal(s)
+}
+
+func (a *Agent) publishStatus(ctx context.Context, state string) {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	a.publishStatusCtx(c, state)
+}
+
+func (a *Agent) publishStatusCtx(ctx context.Context, state string) {
+	b, err := statusPayload(state, a, nil)
+	if err != nil {
+		return
+	}
+	if err := a.client.Publish(ctx, a.topics.AgentStatus(a.cfg.AgentID), 1, true, b); err != nil {
+		a.log.Warn("publish status", "err", err)
+	}
+}
+
+// onControl applies a tenant's control message: validate, persist, apply
+// to the next requests, publish the effective settings (retained) on the
+// tenant's state topic.
+func (a *Agent) onControl(msg broker.Message) {
+	msg.Ack()
+	tenantName, kind, err := a.topics.Parse(msg.Topic())
+	if err != nil || kind != schema.KindControl {
+		return
+	}
+	if len(msg.Payload()) == 0 {
+		return // a cleared retained control message
+	}
+	c, enc, err := schema.DecodeControl(msg.Payload(), a.cfg.MaxPayload)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err == nil && c.Policy != nil && *c.Policy != "" && !a.cfg.Policies.Has(*c.Policy) {
+		err = schema.Errorf(schema.CodeBadRequest, "policy %q is not known (known: %v)", *c.Policy, a.cfg.Policies.Names())
+	}
+	if err == nil && c.Model != nil && *c.Model != "" && a.models[*c.Model] == nil {
+		err = schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", *c.Model)
+	}
+	t := a.tenantFor(tenantName)
+	if err != nil {
+		a.log.Warn("control message refused", "tenant", tenantName, "err", err)
+		a.publishState(tenantName, t.get(), enc, err)
+		return
+	}
+	t.mu.Lock()
+	t.settings = t.settings.Apply(c)
+	set := t.settings
+	t.mu.Unlock()
+	a.sched.setWeight(tenantName, weightOf(set))
+	if err := a.cfg.Store.PutTenant(tenantName, set); err != nil {
+		a.metrics.storeErrors.Inc()
+		a.log.Warn("tenant settings not persisted", "tenant", tenantName, "err", err)
+	}
+	a.log.Info("tenant settings changed", "tenant", tenantName, "policy", set.Policy, "model", set.Model, "weight", set.Weight)
+	a.publishState(tenantName, set, enc, nil)
+}
+
+// publishState publishes a tenant's effective settings, retained; a
+// refused control message is reported in "error" next to them.
+func (a *Agent) publishState(tenantName string, set schema.Settings, enc schema.Encoding, refused error) {
+	payload, err := stateEncoding(set, refused, enc)
+	if err != nil {
+		a.log.Error("encode state", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.client.Publish(ctx, a.topics.State(tenantName), 1, true, payload); err != nil {
+		a.log.Warn("publish state", "tenant", tenantName, "err", err)
+	}
+}
+
+func itoa(i int) string {
+	if i >= 0 && i < 10 {
+		return string(rune('0' + i))
+	}
+	b, _ := json.Marshal(i)
+	return string(b)
+}
+
+// stateEncoding encodes a tenant's settings for the state topic; when a
+// control message was refused, the state carries the error next to the
+// settings that stay in force.
+func stateEncoding(set schema.Settings, refused error, enc schema.Encoding) ([]byte, error) {
+	if refused == nil {
+		return schema.EncodeSettings(&set, enc)
+	}
+	var e *schema.Error
+	if !errors.As(refused, &e) {
+		e = &schema.Error{Code: schema.CodeBadRequest, Message: refused.Error()}
+	}
+	st := struct {
+		schema.Settings `msgpack:",inline"`
+		Error           *schema.Error `msgpack:"error" json:"error"`
+	}{set, e}
+	if enc == schema.JSON {
+		return json.Marshal(st)
+	}
+	return msgpack.Marshal(st)
+}

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/delen-edge/delen/schema"
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// TenantKey is the key of a tenant's settings.
+func TenantKey(tenant string) []byte { return []byte("tenant/" + tenant) }
+
+// PutTenant stores a tenant's effective settings.
+func (s *Store) PutTenant(tenant string, set schema.Settings) error {
+	b, err := json.Marshal(set)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(TenantKey(tenant), b) })
+}
+
+// Tenants returns every stored tenant's settings.
+func (s *Store) Tenants() (map[string]schema.Settings, error) {
+	out := map[string]schema.Settings{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("tenant/"), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			name := strings.TrimPrefix(string(it.Item().Key()), "tenant/")
+			var set schema.Settings
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &set) }); err != nil {
+				return fmt.Errorf("tenant %s: %w", name, err)
+			}
+			out[name] = set
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DedupeKey is the key of a request id's stored result.
+func DedupeKey(tenant, id string) []byte { return []byte("dedupe/" + tenant + "/" + id) }
+
+// Dedupe is a result already sent for a request id: the exact bytes and
+// where they went, so a redelivered request gets the same answer.
+type Dedupe struct {
+	Topic   string `json:"topic"`
+	QoS     byte   `json:"qos"`
+	Payload []byte `json:"payload"`
+}
+
+// PutDedupe records the result sent for tenant's request id, kept for ttl.
+func (s *Store) PutDedupe(tenant, id string, d Dedupe, ttl time.Duration) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.SetEntry(badger.NewEntry(DedupeKey(tenant, id), b).WithTTL(ttl))
+	})
+}
+
+// GetDedupe returns the result already sent for tenant's request id, or
+// ErrNotFound.
+func (s *Store) GetDedupe(tenant, id string) (*Dedupe, error) {
+	var d Dedupe
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(DedupeKey(tenant, id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error { return json.Unmarshal(v, &d) })
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// Record is one served request in the history.
+type Record struct {
+	Tenant string         `json:"tenant"`
+	ID     string         `json:"id"`
+	At     time.Time      `json:"at"` // arrival at the agent
+	Result *schema.Result `json:"result"`
+	// InputDigest is the first 16 hex digits of the input data's SHA-256.
+	InputDigest string `json:"input_digest,omitempty"`
+	Label       *int   `json:"label,omitempty"`
+	// Correct is whether the class served equals Label (when both exist).
+	Correct *bool `json:"correct,omitempty"`
+}
+
+// HistoryKey is hist/<tenant>/<unix-µs, big-endian>/<id>.
+func HistoryKey(tenant string, at time.Time, id string) []byte {
+	k := make([]byte, 0, 5+len(tenant)+1+8+1+len(id))
+	k = append(k, "hist/"...)
+	k = append(k, tenant...)
+	k = append(k, '/')
+	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixMicro()))
+	k = append(k, '/')
+	return append(k, id...)
+}
+
+// AppendHistory writes records in one batch, each kept for ttl.
+func (s *Store) AppendHistory(recs []Record, ttl time.Duration) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range recs {
+		r := &recs[i]
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := wb.SetEntry(badger.NewEntry(HistoryKey(r.Tenant, r.At, r.ID), b).WithTTL(ttl)); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// History returns the records of tenant (all tenants when empty) that
+// arrived at or after since, oldest first per tenant, at most limit (≤ 0:
+// no limit).
+func (s *Store) History(tenant string, since time.Time, limit int) ([]Record, error) {
+	prefix := []byte("hist/")
+	if tenant != "" {
+		prefix = []byte("hist/" + tenant + "/")
+	}
+	var out []Record
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var r Record
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+				return fmt.Errorf("%q: %w", it.Item().Key(), err)
+			}
+			if r.At.Before(since) {
+				continue
+			}
+			out = append(out, r)
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}

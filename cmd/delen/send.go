@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/models/mnist"
+	"github.com/delen-edge/delen/schema"
+	"github.com/spf13/cobra"
+)
+
+// sendFlags are `delen send`'s options.
+type sendFlags struct {
+	brokerURL, tenant, file, model, policy, id, prefix, encoding string
+	mnist                                                        int
+	latencyMS, accuracy, energyMJ, confidence                    float64
+	exit, qos                                                    int
+	timeout                                                      time.Duration
+	asJSON, float                                                bool
+}
+
+func newSendCmd(g *globals) *cobra.Command {
+	f := &sendFlags{}
+	c := &cobra.Command{
+		Use:   "send --tenant T (--mnist N | --file F) [bounds]",
+		Short: "publish one request and print its result",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, args []string) error { return send(cmd, f) },
+	}
+	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", "tcp://127.0.0.1:1883"), "broker URL")
+	c.Flags().StringVar(&f.tenant, "tenant", "", "tenant name (required)")
+	c.Flags().IntVar(&f.mnist, "mnist", -1, "send MNIST test image N (0-9999), with its label")
+	c.Flags().StringVar(&f.file, "file", "", "send the request in this file (JSON or msgpack); bound flags override its bound")
+	c.Flags().StringVar(&f.model, "model", "", "model (default: the tenant's)")
+	c.Flags().StringVar(&f.policy, "policy", "", "policy (default: the tenant's)")
+	c.Flags().StringVar(&f.id, "id", "", "request id (default: random)")
+	c.Flags().StringVar(&f.prefix, "prefix", "delen", "topic prefix")
+	c.Flags().StringVar(&f.encoding, "encoding", "msgpack", "request encoding: msgpack or json")
+	c.Flags().BoolVar(&f.float, "float32", false, "send the MNIST image as float32 instead of uint8")
+	c.Flags().Float64Var(&f.latencyMS, "latency-ms", 0, "latency bound (ms)")
+	c.Flags().Float64Var(&f.accuracy, "accuracy", 0, "accuracy bound (0-1]")
+	c.Flags().Float64Var(&f.energyMJ, "energy-mj", 0, "energy bound (mJ)")
+	c.Flags().Float64Var(&f.confidence, "confidence", 0, "confidence bound (0-1]")
+	c.Flags().IntVar(&f.exit, "exit", 0, "fixed exit (1-based)")
+	c.Flags().IntVar(&f.qos, "qos", 1, "MQTT QoS of the request (0 or 1)")
+	c.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the result")
+	c.Flags().BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func (f *sendFlags) request() (*schema.Request, error) {
+	var req *schema.Request
+	switch {
+	case f.file != "" && f.mnist >= 0:
+		return nil, errors.New("give --mnist or --file, not both")
+	case f.file != "":
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return nil, err
+		}
+		r, _, err := schema.DecodeRequest(b, 64<<20)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.file, err)
+		}
+		req = r
+	case f.mnist >= 0:
+		set, err := mnist.Test()
+		if err != nil {
+			return nil, err
+		}
+		if f.mnist >= set.Len() {
+			return nil, fmt.Errorf("--mnist %d: the test set has %d images", f.mnist, set.Len())
+		}
+		label := set.Label(f.mnist)
+		req = &schema.Request{Label: &label, Meta: map[string]any{"mnist": f.mnist}}
+		if f.float {
+			req.Input = schema.NewFloat32Tensor([]int{1, mnist.Side, mnist.Side}, set.Float(f.mnist))
+		} else {
+			req.Input = schema.NewUint8Tensor([]int{1, mnist.Side, mnist.Side}, set.Images[f.mnist])
+		}
+	default:
+		return nil, errors.New("give --mnist N or --file F")
+	}
+	if f.id != "" {
+		req.ID = f.id
+	}
+	if req.ID == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		req.ID = "send-" + hex.EncodeToString(b[:])
+	}
+	if f.model != "" {
+		req.Model = f.model
+	}
+	if f.policy != "" {
+		req.Policy = f.policy
+	}
+	set := func(v float64) *float64 { return &v }
+	if f.latencyMS > 0 {
+		req.Bound.LatencyMS = set(f.latencyMS)
+	}
+	if f.accuracy > 0 {
+		req.Bound.Accuracy = set(f.accuracy)
+	}
+	if f.energyMJ > 0 {
+		req.Bound.EnergyMJ = set(f.energyMJ)
+	}
+	if f.confidence > 0 {
+		req.Bound.Confidence = set(f.confidence)
+	}
+	if f.exit > 0 {
+		e := f.exit
+		req.Bound.Exit = &e
+	}
+	req.SentAt = time.Now().UnixMicro()
+	return req, nil
+}
+
+func send(cmd *cobra.Command, f *sendFlags) error {
+	if !schema.ValidTenant(f.tenant) {
+		return fmt.Errorf("--tenant %q: want a name like cam1 (lower-case letters, digits, _ and -)", f.tenant)
+	}
+	req, err := f.request()
+	if err != nil {
+		return err
+	}
+	enc := schema.MsgPack
+	switch strings.ToLower(f.encoding) {
+	case "json":
+		enc = schema.JSON
+	case "msgpack":
+	default:
+		return fmt.Errorf("--encoding %q: want msgpack or json", f.encoding)
+	}
+	payload, err := schema.EncodeRequest(req, enc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	var b [6]byte
+	rand.Read(b[:])
+	client, err := broker.Dial(ctx, broker.ClientConfig{URL: f.brokerURL, ClientID: "delen-send-" + hex.EncodeToString(b[:]), CleanSession: true})
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", f.brokerURL, err)
+	}
+	defer client.Close()
+	topics := schema.Topics{Prefix: f.prefix}
+	got := make(chan []byte, 1)
+	resultTopic := topics.Results(f.tenant)
+	if req.ReplyTo != "" {
+		resultTopic = req.ReplyTo
+	}
+	err = client.Subscribe(resultTopic, 1, func(m broker.Message) {
+		m.Ack()
+		var probe struct {
+			ID string `json:"id" msgpack:"id"`
+		}
+		if r, _, err := schema.DecodeResult(m.Payload(), 64<<20); err == nil {
+			probe.ID = r.ID
+		}
+		if probe.ID == req.ID {
+			select {
+			case got <- append([]byte(nil), m.Payload()...):
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := client.Publish(ctx, topics.Requests(f.tenant), byte(f.qos), false, payload); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	var raw []byte
+	select {
+	case raw = <-got:
+	case <-ctx.Done():
+		return fmt.Errorf("no result for %s within %s (is `delen serve` running on %s?)", req.ID, f.timeout, f.brokerURL)
+	}
+	res, _, err := schema.DecodeResult(raw, 64<<20)
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		return printJSON(cmd.OutOrStdout(), res)
+	}
+	return printResult(cmd, res, req)
+}
+
+func printResult(cmd *cobra.Command, r *schema.Result, req *schema.Request) error {
+	w := cmd.OutOrStdout()
+	if r.Status == schema.StatusError || r.Status == schema.StatusShed {
+		msg := ""
+		if r.Error != nil {
+			msg = r.Error.Code + ": " + r.Error.Message
+		}
+		fmt.Fprintf(w, "%s %s %s\n", r.ID, r.Status, msg)
+		return nil
+	}
+	class := "-"
+	if r.Class != nil {
+		class = fmt.Sprint(*r.Class)
+	}
+	met := "-"
+	if r.BoundMet != nil {
+		met = fmt.Sprint(*r.BoundMet)
+	}
+	label := "-"
+	if req.Label != nil {
+		label = fmt.Sprint(*req.Label)
+	}
+	top, _ := json.Marshal(r.Top)
+	return table(w, []string{"ID", "STATUS", "MODEL", "EXIT", "CLASS", "LABEL", "CONFIDENCE", "LATENCY_MS", "QUEUE_MS", "COMPUTE_MS", "ENERGY_MJ", "SOURCE", "ACCURACY_EST", "BOUND_MET", "TOP"},
+		[][]string{{r.ID, r.Status, r.Model, fmt.Sprintf("%d/%d", r.Exit, r.Exits), class, label, fmt.Sprintf("%.3f", r.Confidence),
+			fmt.Sprintf("%.3f", r.LatencyMS), fmt.Sprintf("%.3f", r.QueueMS), fmt.Sprintf("%.3f", r.ComputeMS),
+			fmt.Sprintf("%.4f", r.EnergyMJ), r.EnergySource, fmt.Sprintf("%.4f", r.AccuracyEst), met, string(top)}})
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/delen-edge/delen/agent"
+	"github.com/delen-edge/delen/agent/store"
+	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/schema"
+	"github.com/spf13/cobra"
+)
+
+// serveFlags are `delen serve`'s options.
+type serveFlags struct {
+	brokerURL  string
+	listen     string
+	httpAddr   string
+	shareGroup string
+	agentID    string
+	prefix     string
+	model      string
+	workers    int
+	queueLimit int
+	maxPayload int
+	infeasible string
+	meter      meterFlags
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	f := &serveFlags{}
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "run the agent (with an embedded MQTT broker unless --broker is given) and its HTTP endpoints",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, args []string) error { return serve(cmd.Context(), g, f) },
+	}
+	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", ""), "external broker URL (tcp://host:port); default: an embedded broker on --listen")
+	c.Flags().StringVar(&f.listen, "listen", envOr("DELEN_LISTEN", "127.0.0.1:1883"), "address of the embedded broker")
+	c.Flags().StringVar(&f.httpAddr, "http", envOr("DELEN_HTTP", "127.0.0.1:8080"), "address of /healthz, /readyz, /metrics, /history (empty: off)")
+	c.Flags().StringVar(&f.shareGroup, "share-group", envOr("DELEN_SHARE_GROUP", ""), "subscribe through $share/GROUP/... so several agents split the load")
+	c.Flags().StringVar(&f.agentID, "agent-id", envOr("DELEN_AGENT_ID", ""), "agent id (MQTT client id, status topic); default delen-<hostname>")
+	c.Flags().StringVar(&f.prefix, "prefix", envOr("DELEN_PREFIX", "delen"), "topic prefix")
+	c.Flags().StringVar(&f.model, "model", envOr("DELEN_MODEL", "mnist-ee"), "default model")
+	c.Flags().IntVar(&f.workers, "workers", 0, "stage workers (default: one per CPU)")
+	c.Flags().IntVar(&f.queueLimit, "queue-limit", 1024, "waiting requests per tenant before `overloaded`")
+	c.Flags().IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes before `too_large`")
+	c.Flags().StringVar(&f.infeasible, "infeasible", "late", "when not even exit 1 can meet a bound: late (serve exit 1) or shed")
+	f.meter.add(c)
+	return c
+}
+
+func serve(ctx context.Context, g *globals, f *serveFlags) error {
+	log := g.log
+	if err := os.MkdirAll(g.data, 0o755); err != nil {
+		return err
+	}
+	st, err := store.Open(g.storeDir(), store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close store", "err", err)
+		}
+	}()
+	brokerURL := f.brokerURL
+	if brokerURL == "" {
+		emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: f.listen, DataDir: filepath.Join(g.data, "broker"), Logger: log.With("component", "broker")})
+		if err != nil {
+			return err
+		}
+		if err := emb.Start(ctx); err != nil {
+			return fmt.Errorf("embedded broker: %w", err)
+		}
+		defer emb.Close()
+		brokerURL = emb.Addr()
+		log.Info("embedded broker listening", "addr", brokerURL)
+	}
+	meter, err := f.meter.open(g)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(ctx, agent.Config{
+		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
+		Topics: schema.Topics{Prefix: f.prefix}, Zoo: g.openZoo(), DefaultModel: f.model,
+		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit,
+		MaxPayload: f.maxPayload, Infeasible: f.infeasible, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if f.httpAddr != "" {
+		ln, err := net.Listen("tcp", f.httpAddr)
+		if err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		srv := &http.Server{Handler: httpHandler(a, st), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		log.Info("http listening", "addr", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics /history")
+	}
+	return a.Run(ctx)
+}
+
+// httpHandler serves the agent's HTTP endpoints.
+func httpHandler(a *agent.Agent, st *store.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", a.Metrics().Handler())
+	mux.HandleFunc("GET /history", func(w http.ResponseWriter, r *http.Request) {
+		since, err := parseSince(r.URL.Query().Get("since"), time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		recs, err := st.History(r.URL.Query().Get("tenant"), since, limit)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if recs == nil {
+			recs = []store.Record{}
+		}
+		json.NewEncoder(w).Encode(recs)
+	})
+	return mux
+}
+
+// parseSince reads a --since value: a duration back from now ("10m",
+// "24h"), an RFC 3339 time, or empty (everything).
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, errors.New("since: want a duration such as 10m or an RFC 3339 time")
+}
