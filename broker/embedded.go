@@ -1,0 +1,287 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	badgerdb "github.com/dgraph-io/badger/v4"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	badgerhook "github.com/mochi-mqtt/server/v2/hooks/storage/badger"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// DefaultAddr is the TCP address the embedded broker listens on when
+// EmbeddedConfig.Addr is empty.
+const DefaultAddr = "127.0.0.1:1883"
+
+// DefaultTLSAddr is the address of the TLS listener when a certificate is
+// configured and EmbeddedConfig.TLSAddr is empty.
+const DefaultTLSAddr = "127.0.0.1:8883"
+
+// ErrClosed is returned by operations on a broker or client that was closed.
+var ErrClosed = errors.New("broker: closed")
+
+// EmbeddedConfig configures an Embedded broker. The zero value is a broker
+// on 127.0.0.1:1883 without TLS, without persistence, that accepts every
+// client.
+type EmbeddedConfig struct {
+	// Addr is the host:port of the plain TCP listener; "" means DefaultAddr.
+	// Port 0 picks a free port; Embedded.Addr reports the one chosen.
+	Addr string
+
+	// TLSCertFile and TLSKeyFile, both PEM, enable a second listener that
+	// speaks MQTT over TLS on TLSAddr.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSAddr is the host:port of the TLS listener; "" means DefaultTLSAddr.
+	TLSAddr string
+
+	// DataDir, when set, persists sessions, subscriptions, queued QoS 1/2
+	// messages and retained messages in a Badger database in this folder
+	// (mochi's Badger storage hook), so they survive a restart. Use a folder
+	// of its own, not the agent's store.
+	DataDir string
+
+	// Auth, when set, authenticates clients and checks every publish and
+	// subscribe against its ACL. Nil accepts every client, anonymous or not,
+	// on every topic.
+	Auth *Authenticator
+
+	// MessageExpiry bounds how long retained messages and messages queued for
+	// offline sessions are kept. Zero keeps them until they are replaced or
+	// delivered (mochi's own default would drop them after 24 hours, which
+	// loses retained state and status topics on a long-running edge box).
+	MessageExpiry time.Duration
+
+	// SessionExpiry bounds how long the session of a disconnected client
+	// (CleanSession false) is kept. Zero keeps it forever, like Mosquitto's
+	// default.
+	SessionExpiry time.Duration
+
+	// Logger receives the broker's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Embedded is an in-process MQTT broker (mochi-mqtt). It supports MQTT 3.1.1
+// and 5, QoS 0-2, retained messages, persistent sessions, last will and
+// shared subscriptions ($share/<group>/<filter>; mochi gives each message
+// to a random member of the group, which may be a disconnected persistent
+// session that then holds it until it returns). It also works around a
+// mochi bug that made a client's own packet identifiers acknowledge or
+// refuse unrelated flows (see packetIDHook).
+type Embedded struct {
+	cfg EmbeddedConfig
+	log *slog.Logger
+	tls *tls.Config
+
+	mu      sync.Mutex
+	srv     *mqtt.Server
+	tcp     *listeners.TCP
+	tlsl    *listeners.TCP
+	started bool
+	closed  bool
+}
+
+// NewEmbedded validates cfg and returns a broker that is not yet listening;
+// call Start.
+func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("broker: listen address %q: %w", cfg.Addr, err)
+	}
+	e := &Embedded{cfg: cfg, log: cfg.Logger}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, errors.New("broker: TLS needs both a certificate and a key file")
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker: TLS key pair: %w", err)
+		}
+		e.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if e.cfg.TLSAddr == "" {
+			e.cfg.TLSAddr = DefaultTLSAddr
+		}
+		if _, _, err := net.SplitHostPort(e.cfg.TLSAddr); err != nil {
+			return nil, fmt.Errorf("broker: TLS listen address %q: %w", e.cfg.TLSAddr, err)
+		}
+	}
+	if cfg.Auth != nil {
+		if err := cfg.Auth.validate(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MessageExpiry < 0 || cfg.SessionExpiry < 0 {
+		return nil, errors.New("broker: negative expiry")
+	}
+	return e, nil
+}
+
+// Start opens the listeners (and the persistence database) and serves in
+// the background; the broker accepts connections when Start returns. The
+// context bounds start-up only: stop the broker with Close. An Embedded can
+// be started once.
+func (e *Embedded) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	if e.started {
+		return errors.New("broker: already started")
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumMessageExpiryInterval = int64(e.cfg.MessageExpiry / time.Second)
+	if e.cfg.MessageExpiry > 0 && caps.MaximumMessageExpiryInterval == 0 {
+		caps.MaximumMessageExpiryInterval = 1
+	}
+	caps.MaximumSessionExpiryInterval = math.MaxUint32
+	if e.cfg.SessionExpiry > 0 {
+		caps.MaximumSessionExpiryInterval = uint32(min(int64(e.cfg.SessionExpiry/time.Second)+1, math.MaxUint32))
+	}
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       e.log,
+		// $SYS topics every 30 s instead of every second: cheaper on a Nano.
+		SysTopicResendInterval: 30,
+	})
+
+	fail := func(err error) error {
+		_ = srv.Close() // closes listeners and hooks added so far
+		return err
+	}
+
+	if err := srv.AddHook(new(packetIDHook), nil); err != nil {
+		return fail(fmt.Errorf("broker: packet ID hook: %w", err))
+	}
+	if e.cfg.Auth != nil {
+		if err := srv.AddHook(&authHook{a: e.cfg.Auth}, nil); err != nil {
+			return fail(fmt.Errorf("broker: auth hook: %w", err))
+		}
+	} else {
+		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+			return fail(fmt.Errorf("broker: auth hook: %w", err))
+		}
+	}
+	if e.cfg.DataDir != "" {
+		if err := e.addStorage(ctx, srv); err != nil {
+			return fail(fmt.Errorf("broker: persistence in %s: %w", e.cfg.DataDir, err))
+		}
+	}
+
+	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
+	if err := srv.AddListener(tcp); err != nil {
+		return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
+	}
+	var tlsl *listeners.TCP
+	if e.tls != nil {
+		tlsl = listeners.NewTCP(listeners.Config{ID: "tls", Address: e.cfg.TLSAddr, TLSConfig: e.tls})
+		if err := srv.AddListener(tlsl); err != nil {
+			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.TLSAddr, err))
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if err := srv.Serve(); err != nil {
+		return fail(fmt.Errorf("broker: serve: %w", err))
+	}
+	e.srv, e.tcp, e.tlsl, e.started = srv, tcp, tlsl, true
+	return nil
+}
+
+// lockWait bounds how long Start waits for the persistence folder's lock.
+const lockWait = 3 * time.Second
+
+// addStorage opens the Badger database through mochi's storage hook. A
+// database just closed (a restart in the same process) can stay locked for
+// a moment: Badger flocks its folder, and a child process forked at that
+// instant by any goroutine holds a copy of the descriptor until it execs.
+// So a lock conflict is retried briefly before it is reported.
+func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) error {
+	deadline := time.Now().Add(lockWait)
+	for {
+		// Modest Badger sizes: the broker's state is small, the edge box's
+		// memory is not large, and the agent runs a Badger of its own.
+		opts := badgerdb.DefaultOptions(e.cfg.DataDir).
+			WithMemTableSize(16 << 20).
+			WithNumMemtables(2).
+			WithBlockCacheSize(16 << 20).
+			WithValueLogFileSize(64 << 20)
+		err := srv.AddHook(new(badgerhook.Hook), &badgerhook.Options{Path: e.cfg.DataDir, Options: &opts})
+		if err == nil || !strings.Contains(err.Error(), "Cannot acquire directory lock") || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Addr returns the URL of the plain TCP listener, e.g.
+// "tcp://127.0.0.1:1883", with the actual port once started (so a
+// configured port 0 reports the port chosen). Before Start it returns the
+// configured address.
+func (e *Embedded) Addr() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tcp != nil {
+		return "tcp://" + e.tcp.Address()
+	}
+	return "tcp://" + e.cfg.Addr
+}
+
+// TLSAddr returns the URL of the TLS listener, e.g. "mqtts://127.0.0.1:8883",
+// or "" when TLS is not configured.
+func (e *Embedded) TLSAddr() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.tls == nil:
+		return ""
+	case e.tlsl != nil:
+		return "mqtts://" + e.tlsl.Address()
+	default:
+		return "mqtts://" + e.cfg.TLSAddr
+	}
+}
+
+// Close stops the listeners, disconnects every client and closes the
+// persistence database; sessions of persistent clients are kept there for
+// the next start. (Whether mochi publishes the wills of the clients it
+// disconnects depends on timing: do not rely on it.) It is safe to call
+// more than once.
+func (e *Embedded) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	if e.srv == nil {
+		return nil
+	}
+	return e.srv.Close()
+}
