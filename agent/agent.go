@@ -419,7 +419,7 @@ func (t *tenant) policyFor(reg *policies.Registry, name string) (policies.Policy
 	if p := t.policies[name]; p != nil {
 		return p, nil
 	}
-	p, err := reg.New(name)
+	p, err := reg.New(name, policies.Params(t.settings.Params))
 	if err != nil {
 		return nil, err
 	}

@@ -160,8 +160,12 @@ func (a *Agent) onControl(msg broker.Message) {
 	if err == nil {
 		err = c.Validate()
 	}
-	if err == nil && c.Policy != nil && *c.Policy != "" && !a.cfg.Policies.Has(*c.Policy) {
-		err = schema.Errorf(schema.CodeBadRequest, "policy %q is not known (known: %v)", *c.Policy, a.cfg.Policies.Names())
+	if err == nil && c.Policy != nil && *c.Policy != "" {
+		if !a.cfg.Policies.Has(*c.Policy) {
+			err = schema.Errorf(schema.CodeBadRequest, "policy %q is not known (known: %v)", *c.Policy, a.cfg.Policies.Names())
+		} else if _, perr := a.cfg.Policies.New(*c.Policy, policies.Params(a.tenantFor(tenantName).get().Apply(c).Params)); perr != nil {
+			err = schema.Errorf(schema.CodeBadRequest, "%v", perr)
+		}
 	}
 	if err == nil && c.Model != nil && *c.Model != "" && a.models[*c.Model] == nil {
 		err = schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", *c.Model)
@@ -175,6 +179,10 @@ func (a *Agent) onControl(msg broker.Message) {
 	t.mu.Lock()
 	t.settings = t.settings.Apply(c)
 	set := t.settings
+	if c.Params != nil || c.Policy != nil {
+		// New parameters: policies start afresh with them.
+		t.policies = map[string]policies.Policy{}
+	}
 	t.mu.Unlock()
 	a.sched.setWeight(tenantName, weightOf(set))
 	if err := a.cfg.Store.PutTenant(tenantName, set); err != nil {

@@ -118,10 +118,10 @@ func TestBoundMet(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := New()
-	if p, err := r.New(""); err != nil || p.Name() != Default {
+	if p, err := r.New("", nil); err != nil || p.Name() != Default {
 		t.Fatalf("default policy: %v %v", p, err)
 	}
-	if _, err := r.New("nope"); err == nil {
+	if _, err := r.New("nope", nil); err == nil {
 		t.Fatal("unknown policy accepted")
 	}
 }

@@ -14,10 +14,15 @@ const Default = "bound"
 // ErrUnknownPolicy is returned for a name the registry does not know.
 var ErrUnknownPolicy = errors.New("unknown policy")
 
-// Factory makes a fresh policy instance. The agent keeps one instance per
-// tenant and policy, so stateful policies (budgets, load tracking) keep
-// their state per tenant.
-type Factory func() Policy
+// Params are a tenant's policy parameters (schema.Settings.Params), such
+// as the energy-budget policy's "joules" and "window_s". A policy ignores
+// the keys it does not use and reports a bad value as an error.
+type Params map[string]float64
+
+// Factory makes a fresh policy instance from a tenant's parameters. The
+// agent keeps one instance per tenant and policy, so stateful policies
+// (budgets, load tracking) keep their state per tenant.
+type Factory func(Params) (Policy, error)
 
 // Registry maps policy names to factories. The zero value is empty; New
 // returns one holding the built-in policies. It is safe for concurrent use.
@@ -29,7 +34,7 @@ type Registry struct {
 // New returns a registry with the built-in policies.
 func New() *Registry {
 	r := &Registry{}
-	r.Register(Default, func() Policy { return BoundPolicy{} })
+	r.Register(Default, func(Params) (Policy, error) { return BoundPolicy{}, nil })
 	return r
 }
 
@@ -54,8 +59,9 @@ func (r *Registry) Has(name string) bool {
 	return ok
 }
 
-// New makes an instance of the named policy ("" means Default).
-func (r *Registry) New(name string) (Policy, error) {
+// New makes an instance of the named policy ("" means Default) with the
+// tenant's parameters.
+func (r *Registry) New(name string, params Params) (Policy, error) {
 	if name == "" {
 		name = Default
 	}
@@ -65,7 +71,11 @@ func (r *Registry) New(name string) (Policy, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %v)", ErrUnknownPolicy, name, r.Names())
 	}
-	return f(), nil
+	p, err := f(params)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", name, err)
+	}
+	return p, nil
 }
 
 // Names lists the registered policies, sorted.

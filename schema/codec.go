@@ -473,6 +473,20 @@ func decodeControl(r reader, c *Control) *Error {
 			c.Weight, err = readFloatPtr(r, "weight")
 		case "conditions":
 			c.Conditions, err = readConditions(r)
+		case "params":
+			c.Params, err = readParams(r, "params")
+			if err == nil && c.Params == nil {
+				c.Params = map[string]float64{}
+			}
+		case "infeasible":
+			c.Infeasible, err = readStrPtr(r, "infeasible")
+		case "queue_limit":
+			var v int
+			if v, err = readInt(r, "queue_limit"); err == nil {
+				c.QueueLimit = &v
+			}
+		case "rate_limit":
+			c.RateLimit, err = readFloatPtr(r, "rate_limit")
 		default:
 			err = r.skip()
 		}
@@ -501,6 +515,14 @@ func decodeSettings(r reader, s *Settings) *Error {
 			if len(s.Conditions) == 0 {
 				s.Conditions = nil
 			}
+		case "params":
+			s.Params, err = readParams(r, "params")
+		case "infeasible":
+			s.Infeasible, err = r.str("infeasible")
+		case "queue_limit":
+			s.QueueLimit, err = readInt(r, "queue_limit")
+		case "rate_limit":
+			s.RateLimit, err = readFloat(r, "rate_limit")
 		default:
 			err = r.skip()
 		}
@@ -660,4 +682,24 @@ func scanID(payload []byte, enc Encoding) string {
 			id = ""
 		}
 	}
+}
+
+// readParams reads a map of policy parameters (string keys, numbers).
+func readParams(r reader, path string) (map[string]float64, *Error) {
+	var out map[string]float64
+	err := fields(r, path, func(k string) *Error {
+		if len(out) >= MaxConditions {
+			return badRequest("%s: more than %d entries", path, MaxConditions)
+		}
+		v, err := readFloat(r, path+"."+k)
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			out = map[string]float64{}
+		}
+		out[k] = v
+		return nil
+	})
+	return out, err
 }

@@ -321,12 +321,24 @@ type Control struct {
 	Model      *string     `msgpack:"model,omitempty" json:"model,omitempty"`
 	Weight     *float64    `msgpack:"weight,omitempty" json:"weight,omitempty"`
 	Conditions []Condition `msgpack:"conditions" json:"conditions"` // nil: absent (encoded as null)
+	// Params are the tenant's policy parameters (for example the
+	// energy-budget policy's "joules" and "window_s"); a present map
+	// replaces them all, an empty one clears them.
+	Params map[string]float64 `msgpack:"params,omitempty" json:"params,omitempty"`
+	// Infeasible is what happens to a request whose bound not even exit 1
+	// can meet: "late" serves exit 1 anyway, "shed" answers at once; ""
+	// returns to the agent's default.
+	Infeasible *string `msgpack:"infeasible,omitempty" json:"infeasible,omitempty"`
+	// QueueLimit caps the tenant's waiting requests (0: the agent's default).
+	QueueLimit *int `msgpack:"queue_limit,omitempty" json:"queue_limit,omitempty"`
+	// RateLimit caps the tenant's requests per second (0: no limit).
+	RateLimit *float64 `msgpack:"rate_limit,omitempty" json:"rate_limit,omitempty"`
 }
 
 // IsEmpty reports whether the control changes nothing.
 func (c *Control) IsEmpty() bool {
 	return c.Bound == nil && c.Policy == nil && c.Model == nil && c.Weight == nil &&
-		c.Conditions == nil
+		c.Conditions == nil && c.Params == nil && c.Infeasible == nil && c.QueueLimit == nil && c.RateLimit == nil
 }
 
 // Settings are a tenant's effective settings, published (retained) on
@@ -337,6 +349,14 @@ type Settings struct {
 	Model      string      `msgpack:"model,omitempty" json:"model,omitempty"`
 	Weight     float64     `msgpack:"weight" json:"weight"`
 	Conditions []Condition `msgpack:"conditions,omitempty" json:"conditions,omitempty"`
+	// Params are the policy parameters (see Control.Params).
+	Params map[string]float64 `msgpack:"params,omitempty" json:"params,omitempty"`
+	// Infeasible is "late", "shed" or "" (the agent's default).
+	Infeasible string `msgpack:"infeasible,omitempty" json:"infeasible,omitempty"`
+	// QueueLimit and RateLimit are the tenant's admission limits (0: the
+	// agent's defaults: its queue limit, no rate limit).
+	QueueLimit int     `msgpack:"queue_limit,omitempty" json:"queue_limit,omitempty"`
+	RateLimit  float64 `msgpack:"rate_limit,omitempty" json:"rate_limit,omitempty"`
 }
 
 // Apply returns s with the fields present in c replaced (see Control).
@@ -363,6 +383,25 @@ func (s Settings) Apply(c *Control) Settings {
 		} else {
 			s.Conditions = append([]Condition(nil), c.Conditions...)
 		}
+	}
+	if c.Params != nil {
+		if len(c.Params) == 0 {
+			s.Params = nil
+		} else {
+			s.Params = make(map[string]float64, len(c.Params))
+			for k, v := range c.Params {
+				s.Params[k] = v
+			}
+		}
+	}
+	if c.Infeasible != nil {
+		s.Infeasible = *c.Infeasible
+	}
+	if c.QueueLimit != nil {
+		s.QueueLimit = *c.QueueLimit
+	}
+	if c.RateLimit != nil {
+		s.RateLimit = *c.RateLimit
 	}
 	return s
 }

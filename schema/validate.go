@@ -226,8 +226,34 @@ func (c *Control) Validate() error {
 	if err := checkConditions(c.Conditions); err != nil {
 		return err
 	}
+	if len(c.Params) > MaxConditions {
+		return badRequest("params: %d entries, at most %d", len(c.Params), MaxConditions)
+	}
+	for k, v := range c.Params {
+		if err := checkName("params key", k); err != nil {
+			return err
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return badRequest("params.%s: must be finite", k)
+		}
+	}
+	if c.Infeasible != nil && *c.Infeasible != "" && *c.Infeasible != InfeasibleLate && *c.Infeasible != InfeasibleShed {
+		return badRequest("infeasible: %q is not late or shed", *c.Infeasible)
+	}
+	if c.QueueLimit != nil && *c.QueueLimit < 0 {
+		return badRequest("queue_limit: must be ≥ 0, got %d", *c.QueueLimit)
+	}
+	if c.RateLimit != nil && (*c.RateLimit < 0 || math.IsNaN(*c.RateLimit) || math.IsInf(*c.RateLimit, 0)) {
+		return badRequest("rate_limit: must be a finite number ≥ 0")
+	}
 	return nil
 }
+
+// What to do with a request whose bound not even exit 1 can meet.
+const (
+	InfeasibleLate = "late"
+	InfeasibleShed = "shed"
+)
 
 func checkConditions(cs []Condition) *Error {
 	if len(cs) > MaxConditions {
@@ -254,7 +280,8 @@ func checkConditions(cs []Condition) *Error {
 // Validate checks settings with the rules of Control.Validate; a zero weight
 // is allowed here and means the default weight.
 func (s *Settings) Validate() error {
-	c := Control{Bound: &s.Bound, Policy: &s.Policy, Model: &s.Model, Conditions: s.Conditions}
+	c := Control{Bound: &s.Bound, Policy: &s.Policy, Model: &s.Model, Conditions: s.Conditions,
+		Params: s.Params, Infeasible: &s.Infeasible, QueueLimit: &s.QueueLimit, RateLimit: &s.RateLimit}
 	if s.Weight != 0 {
 		c.Weight = &s.Weight
 	}
