@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -53,6 +54,11 @@ type Config struct {
 	Policies *policies.Registry
 	// Workers run stages in parallel (default GOMAXPROCS).
 	Workers int
+	// MaxBatch is how many requests waiting at the same stage of the same
+	// model may run as one ONNX Runtime call (default 8; 1 turns batching
+	// off). Batches take only what is already waiting: batching never
+	// delays a request.
+	MaxBatch int
 	// Publishers publish results in parallel (default 4).
 	Publishers int
 	// MaxPayload is the largest request accepted, in bytes (default 4 MiB).
@@ -110,6 +116,9 @@ func (c *Config) defaults() error {
 	if c.Workers <= 0 {
 		c.Workers = runtime.GOMAXPROCS(0)
 	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 8
+	}
 	if c.Publishers <= 0 {
 		c.Publishers = 4
 	}
@@ -157,11 +166,37 @@ type servedModel struct {
 	profile atomic.Pointer[profile.Profile]
 }
 
-// tenant is one tenant's settings and policy instances.
+// tenant is one tenant's settings, policy instances and rate limiter.
 type tenant struct {
 	mu       sync.Mutex
 	settings schema.Settings
 	policies map[string]policies.Policy
+	// token bucket for Settings.RateLimit: tokens left at last.
+	tokens float64
+	last   time.Time
+}
+
+// admit takes a token from the tenant's rate limiter (burst: one second's
+// worth, at least 1); it reports false when the tenant is over its rate.
+func (t *tenant) admit(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rate := t.settings.RateLimit
+	if rate <= 0 {
+		return true
+	}
+	burst := max(rate, 1)
+	if t.last.IsZero() {
+		t.tokens = burst
+	} else {
+		t.tokens = min(burst, t.tokens+now.Sub(t.last).Seconds()*rate)
+	}
+	t.last = now
+	if t.tokens < 1 {
+		return false
+	}
+	t.tokens--
+	return true
 }
 
 // Agent serves requests. Create it with New and run it with Run.
@@ -173,6 +208,7 @@ type Agent struct {
 	sched   *scheduler
 	client  *broker.Client
 	results chan *job
+	slots   chan struct{} // compute slots: at most Workers stages run at once
 	hist    *historyWriter
 	metrics *Metrics
 
@@ -182,6 +218,10 @@ type Agent struct {
 	inflightMu sync.Mutex
 	inflight   map[string]*job // tenant/id → job, for duplicates delivered while it runs
 	active     sync.WaitGroup  // jobs admitted and not yet published
+
+	// queueDelay is an exponentially weighted mean of how long a stage
+	// waits in the scheduler (float64 bits), for load-aware policies.
+	queueDelay atomic.Uint64
 
 	ready    atomic.Bool
 	readyCh  chan struct{}
@@ -201,6 +241,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		models:   map[string]*servedModel{},
 		sched:    newScheduler(cfg.FairnessWindow),
 		results:  make(chan *job, 1024),
+		slots:    make(chan struct{}, cfg.Workers),
 		tenants:  map[string]*tenant{},
 		inflight: map[string]*job{},
 		metrics:  newMetrics(),
@@ -227,6 +268,26 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, a.log, a.metrics)
 	return a, nil
 }
+
+// observeQueueDelay folds one stage's wait into the running mean.
+func (a *Agent) observeQueueDelay(d time.Duration) {
+	const alpha = 0.1
+	v := ms(d)
+	for {
+		old := a.queueDelay.Load()
+		mean := math.Float64frombits(old)
+		next := mean + alpha*(v-mean)
+		if old == 0 {
+			next = v
+		}
+		if a.queueDelay.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
+}
+
+// QueueDelayMS is the running mean of a stage's wait in the scheduler.
+func (a *Agent) QueueDelayMS() float64 { return math.Float64frombits(a.queueDelay.Load()) }
 
 func weightOf(s schema.Settings) float64 {
 	if s.Weight > 0 {

@@ -68,6 +68,10 @@ func (a *Agent) onRequest(msg broker.Message) {
 
 	t := a.tenantFor(tenantName)
 	set := t.get()
+	if !t.admit(arrival) {
+		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "tenant %s is over its rate limit of %g requests/s", tenantName, set.RateLimit), msg)
+		return
+	}
 	modelName := req.Model
 	if modelName == "" {
 		modelName = set.Model
@@ -107,7 +111,14 @@ func (a *Agent) onRequest(msg broker.Message) {
 	if bound.LatencyMS != nil {
 		j.task.deadline = arrival.Add(time.Duration(*bound.LatencyMS * float64(time.Millisecond)))
 	}
-	j.task.cost = a.stageCost(sm, 0)
+	a.setNextStage(j)
+	if set.Infeasible != "" {
+		j.infeasible = set.Infeasible
+	}
+	limit := a.cfg.QueueLimit
+	if set.QueueLimit > 0 {
+		limit = set.QueueLimit
+	}
 
 	a.inflightMu.Lock()
 	if other := a.inflight[key]; other != nil {
@@ -118,16 +129,17 @@ func (a *Agent) onRequest(msg broker.Message) {
 	a.inflight[key] = j
 	a.inflightMu.Unlock()
 	a.active.Add(1)
-	if err := a.sched.push(&j.task, false, a.cfg.QueueLimit); err != nil {
+	if err := a.sched.push(&j.task, false, limit); err != nil {
 		a.inflightMu.Lock()
 		delete(a.inflight, key)
 		a.inflightMu.Unlock()
 		a.active.Done()
 		code := schema.CodeOverloaded
-		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(code, "tenant %s has %d requests waiting: %v", tenantName, a.cfg.QueueLimit, err), msg)
+		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(code, "tenant %s has %d requests waiting: %v", tenantName, limit, err), msg)
 		return
 	}
 	a.metrics.queueDepth.WithLabelValues(tenantName).Set(float64(a.sched.depth(tenantName)))
+	a.runInline()
 }
 
 // inputFor checks the request tensor against the model's input and

@@ -16,6 +16,7 @@ type Metrics struct {
 	exits          *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
 	stageSeconds   *prometheus.HistogramVec
+	batchSize      prometheus.Histogram
 	energy         *prometheus.CounterVec
 	queueDepth     *prometheus.GaugeVec
 	boundMisses    *prometheus.CounterVec
@@ -40,6 +41,8 @@ func newMetrics() *Metrics {
 		stageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "delen_stage_seconds",
 			Help:    "Compute time of one stage, by model and exit.",
 			Buckets: []float64{.00002, .00005, .0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .2}}, []string{"model", "exit"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "delen_stage_batch_size",
+			Help: "Requests run together in one stage call.", Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 32}}),
 		energy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delen_energy_millijoules_total",
 			Help: "Energy of the stages run, by tenant."}, []string{"tenant"}),
 		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "delen_queue_depth",
@@ -59,7 +62,7 @@ func newMetrics() *Metrics {
 		historyDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "delen_history_dropped_total",
 			Help: "History records lost (queue full or store failing)."}),
 	}
-	m.reg.MustRegister(m.requests, m.exits, m.latency, m.stageSeconds, m.energy, m.queueDepth,
+	m.reg.MustRegister(m.requests, m.exits, m.latency, m.stageSeconds, m.batchSize, m.energy, m.queueDepth,
 		m.boundMisses, m.deduped, m.dropped, m.brokerUp, m.storeErrors, m.historyWritten, m.historyDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"math"
+	"sort"
 	"sync"
 	"time"
 )
@@ -20,6 +21,9 @@ type task struct {
 	deadline time.Time // zero: no latency bound
 	seq      uint64    // arrival order, for ties
 	cost     float64   // predicted ms of the next stage, charged to the tenant
+	// group names the model stage the task waits for ("model/stage") when
+	// that stage can run batched; tasks of one group may run together.
+	group string
 	queuedAt time.Time
 	job      *job
 	index    int // in the tenant's heap
@@ -147,14 +151,76 @@ func (s *scheduler) push(t *task, reentry bool, limit int) error {
 // pop blocks until a task is ready and returns it, or returns nil once the
 // scheduler is closed and empty.
 func (s *scheduler) pop() *task {
+	ts := s.popBatch(1)
+	if ts == nil {
+		return nil
+	}
+	return ts[0]
+}
+
+// popBatch is pop, plus up to max-1 more tasks waiting for the same model
+// stage (any tenant, best first), to run as one batch. It takes only what
+// is already queued, so batching never delays a task.
+func (s *scheduler) popBatch(max int) []*task {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for s.length == 0 {
 		if s.closed {
+			s.mu.Unlock()
 			return nil
 		}
 		s.cond.Wait()
 	}
+	s.mu.Unlock()
+	return s.popBatchNoWait(max)
+}
+
+// popBatchNoWait takes a batch if anything is queued, else returns nil.
+func (s *scheduler) popBatchNoWait(max int) []*task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.length == 0 {
+		return nil
+	}
+	first := s.take()
+	out := []*task{first}
+	if max <= 1 || first.group == "" || s.length == 0 {
+		return out
+	}
+	var more []*task
+	for q := range s.active {
+		for _, t := range q.tasks {
+			if t.group == first.group {
+				more = append(more, t)
+			}
+		}
+	}
+	sort.Slice(more, func(i, j int) bool { return more[i].before(more[j]) })
+	if len(more) > max-1 {
+		more = more[:max-1]
+	}
+	for _, t := range more {
+		q := s.queues[t.tenant]
+		heap.Remove(&q.tasks, t.index)
+		s.account(q, t)
+		out = append(out, t)
+	}
+	return out
+}
+
+// tryPopBatch is popBatch without waiting: nil when nothing is queued.
+func (s *scheduler) tryPopBatch(max int) []*task {
+	s.mu.Lock()
+	empty := s.length == 0
+	s.mu.Unlock()
+	if empty {
+		return nil
+	}
+	return s.popBatchNoWait(max)
+}
+
+// take removes the next task by the scheduling rule. s.mu is held and the
+// scheduler is not empty.
+func (s *scheduler) take() *task {
 	minVT := math.Inf(1)
 	for q := range s.active {
 		minVT = math.Min(minVT, q.vt)
@@ -170,17 +236,22 @@ func (s *scheduler) pop() *task {
 		}
 	}
 	t := heap.Pop(&best.tasks).(*task)
+	s.vfloor = math.Max(s.vfloor, minVT)
+	s.account(best, t)
+	return t
+}
+
+// account books a task taken out of q.
+func (s *scheduler) account(q *tenantQueue, t *task) {
 	s.length--
 	if t.job.fresh {
-		best.fresh--
+		q.fresh--
 		t.job.fresh = false
 	}
-	best.vt += t.cost / best.weight
-	s.vfloor = math.Max(s.vfloor, minVT)
-	if len(best.tasks) == 0 {
-		delete(s.active, best)
+	q.vt += t.cost / q.weight
+	if len(q.tasks) == 0 {
+		delete(s.active, q)
 	}
-	return t
 }
 
 // depth is the number of tasks waiting for tenant.

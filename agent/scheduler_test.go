@@ -126,3 +126,34 @@ func TestCloseWakesWorkers(t *testing.T) {
 		t.Fatalf("push after close: %v", err)
 	}
 }
+
+func TestPopBatchTakesSameStageOnly(t *testing.T) {
+	s := newScheduler(time.Hour)
+	mkg := func(tenant string, deadline int, group string) *task {
+		x := mk(s, tenant, deadline, 1)
+		x.group = group
+		return x
+	}
+	a1 := mkg("a", 10, "m/0")
+	b1 := mkg("b", 20, "m/0")
+	a2 := mkg("a", 30, "m/1")
+	c1 := mkg("c", 40, "m/0")
+	d1 := mkg("d", 5, "") // not batchable, but earliest
+	for _, x := range []*task{a1, b1, a2, c1, d1} {
+		s.push(x, false, 0)
+	}
+	if got := s.popBatch(8); len(got) != 1 || got[0] != d1 {
+		t.Fatalf("an unbatchable head comes alone: %v", got)
+	}
+	got := s.popBatch(2)
+	if len(got) != 2 || got[0] != a1 || got[1] != b1 {
+		t.Fatalf("batch of 2 at m/0: got %d tasks", len(got))
+	}
+	got = s.popBatch(8)
+	if len(got) != 1 || got[0] != a2 {
+		t.Fatalf("next is a2 alone (m/1), got %d tasks", len(got))
+	}
+	if got = s.popBatch(8); len(got) != 1 || got[0] != c1 || s.len() != 0 {
+		t.Fatalf("last is c1, then empty; %d left", s.len())
+	}
+}

@@ -1,8 +1,8 @@
 package agent
 
 import (
-	"fmt"
-	"sort"
+	"context"
+		"sort"
 	"time"
 
 	"github.com/delen-edge/delen/models"
@@ -13,86 +13,158 @@ import (
 // topK is how many classes a result lists in top.
 const topK = 3
 
-// work runs stages until the scheduler closes.
+// work runs stages until the scheduler closes; finished jobs go to the
+// publishers.
 func (a *Agent) work() {
 	for {
-		t := a.sched.pop()
-		if t == nil {
+		ts := a.sched.popBatch(a.cfg.MaxBatch)
+		if ts == nil {
 			return
 		}
-		a.step(t.job)
+		a.slots <- struct{}{}
+		done := a.step(ts)
+		<-a.slots
+		for _, j := range done {
+			a.results <- j
+		}
 	}
 }
 
-// step gives a job one turn: ask the policy, run at most one stage, then
-// finish the job or put it back in the scheduler for its next stage.
-func (a *Agent) step(j *job) {
-	now := time.Now()
-	j.queue += now.Sub(j.task.queuedAt)
-	prof := j.model.profile.Load()
-	s := &policies.Step{
-		Tenant: j.tenant, Bound: j.bound, Conditions: j.conditions,
-		Exits: j.model.m.Exits(), Done: j.done, Arrival: j.arrival, Now: now,
-		EnergyMJ: j.energyMJ, ComputeMS: ms(j.compute), Confidence: j.conf,
-		Load: policies.Load{QueueDepth: a.sched.depth(j.tenant)},
+// runInline lets the intake goroutine that just queued a request run
+// stages itself when a compute slot is free, and publish what finishes,
+// instead of waking a worker and a publisher: on a lightly loaded agent a
+// request is then served without a goroutine hand-off. The scheduler still
+// decides which task runs.
+func (a *Agent) runInline() {
+	select {
+	case a.slots <- struct{}{}:
+	default:
+		return // every slot busy: the workers have it
 	}
-	d := j.policy.Before(s, prof)
+	ts := a.sched.tryPopBatch(a.cfg.MaxBatch)
+	var done []*job
+	if ts != nil {
+		done = a.step(ts)
+	}
+	<-a.slots
+	for _, j := range done {
+		a.publish(context.Background(), j)
+	}
+}
+
+// step gives each popped job one turn: ask its policy, run at most one
+// stage (one ONNX Runtime call for all the jobs that go on, when several
+// wait at the same stage of the same model), then finish each job or put
+// it back in the scheduler for its next stage.
+func (a *Agent) step(ts []*task) (done []*job) {
+	run := make([]*job, 0, len(ts))
+	for _, t := range ts {
+		if j := t.job; a.before(j, &done) {
+			run = append(run, j)
+		}
+	}
+	if len(run) == 0 {
+		return done
+	}
+	if err := a.runStage(run); err != nil {
+		for _, j := range run {
+			a.fail(j, err, &done)
+		}
+		return done
+	}
+	for _, j := range run {
+		a.after(j, &done)
+	}
+	return done
+}
+
+// before asks the job's policy whether to run its next stage; when not,
+// it finishes the job.
+func (a *Agent) before(j *job, done *[]*job) bool {
+	now := time.Now()
+	wait := now.Sub(j.task.queuedAt)
+	j.queue += wait
+	a.observeQueueDelay(wait)
+	s := a.policyStep(j, now)
+	d := j.policy.Before(s, j.model.profile.Load())
 	switch {
 	case d.Action == policies.Infeasible && j.done == 0:
-		if j.infeasible == "shed" {
-			j.reason = d.Reason
-			a.finish(j, schema.StatusShed)
-			return
-		}
-		j.late = true
 		j.reason = d.Reason
-		if err := a.runStage(j); err != nil {
-			a.fail(j, err)
-			return
+		if j.infeasible == schema.InfeasibleShed {
+			a.finish(j, schema.StatusShed, done)
+			return false
 		}
-		a.finish(j, "")
-		return
+		// Serve exit 1 late, and stop there.
+		j.late = true
+		return true
 	case d.Action != policies.Continue && j.done > 0:
 		j.reason = d.Reason
-		a.finish(j, "")
+		a.finish(j, "", done)
+		return false
+	}
+	return true
+}
+
+// after decides, once a stage has run, whether the job stops at this exit
+// or goes back to the scheduler for the next stage.
+func (a *Agent) after(j *job, done *[]*job) {
+	if j.done == j.model.m.Exits() || j.late {
+		a.finish(j, "", done)
 		return
 	}
-	if err := a.runStage(j); err != nil {
-		a.fail(j, err)
-		return
-	}
-	if j.done == s.Exits {
-		a.finish(j, "")
-		return
-	}
-	s.Now, s.Done, s.Confidence = time.Now(), j.done, j.conf
-	s.EnergyMJ, s.ComputeMS = j.energyMJ, ms(j.compute)
-	if d := j.policy.After(s, prof); d.Action != policies.Continue {
+	if d := j.policy.After(a.policyStep(j, time.Now()), j.model.profile.Load()); d.Action != policies.Continue {
 		j.reason = d.Reason
-		a.finish(j, "")
+		a.finish(j, "", done)
 		return
 	}
 	j.task.queuedAt = time.Now()
-	j.task.cost = a.stageCost(j.model, j.done)
+	a.setNextStage(j)
 	if err := a.sched.push(&j.task, true, 0); err != nil {
 		// Closing: serve what has been computed.
-		a.finish(j, "")
+		a.finish(j, "", done)
 	}
 }
 
-// runStage runs the job's next stage and records its exit.
-func (a *Agent) runStage(j *job) error {
-	if j.state == nil {
-		st, err := j.model.m.NewState(1)
-		if err != nil {
-			return err
+// policyStep describes the job to its policy.
+func (a *Agent) policyStep(j *job, now time.Time) *policies.Step {
+	return &policies.Step{
+		Tenant: j.tenant, Bound: j.bound, Conditions: j.conditions,
+		Exits: j.model.m.Exits(), Done: j.done, Arrival: j.arrival, Now: now,
+		EnergyMJ: j.energyMJ, ComputeMS: ms(j.compute), Confidence: j.conf,
+		Load: policies.Load{QueueDepth: a.sched.depth(j.tenant), QueueDelayMS: a.QueueDelayMS()},
+	}
+}
+
+// setNextStage prepares the job's task for its next stage: the cost the
+// tenant is charged and the batching group.
+func (a *Agent) setNextStage(j *job) {
+	j.task.cost = a.stageCost(j.model, j.done)
+	j.task.group = ""
+	if j.done < j.model.m.Exits() && j.model.m.DynamicBatch(j.done) {
+		j.task.group = j.model.name + "/" + itoa(j.done)
+	}
+}
+
+// runStage runs the next stage of the jobs (all at the same stage of the
+// same model) and records each one's exit. Several jobs run as one batch;
+// each is charged the batch's time and an equal share of its energy.
+func (a *Agent) runStage(jobs []*job) error {
+	m := jobs[0].model
+	states := make([]*models.State, len(jobs))
+	for k, j := range jobs {
+		if j.state == nil {
+			st, err := m.m.NewState(1)
+			if err != nil {
+				return err
+			}
+			copy(st.Input(), j.input)
+			j.state = st
 		}
-		copy(st.Input(), j.input)
-		j.state = st
+		states[k] = j.state
 	}
 	reading := a.cfg.Meter.Start()
 	t0 := time.Now()
-	logits, err := j.state.RunStage()
+	err := m.m.RunBatch(states)
 	dt := time.Since(t0)
 	if err != nil {
 		return err
@@ -101,11 +173,15 @@ func (a *Agent) runStage(j *job) error {
 	if err != nil {
 		a.log.Debug("energy reading failed", "err", err)
 	}
-	j.compute += dt
-	j.energyMJ += mj
-	j.done++
-	a.metrics.stageSeconds.WithLabelValues(j.model.name, fmt.Sprint(j.done)).Observe(dt.Seconds())
-	j.class, j.conf, j.top = topClasses(logits)
+	exit := jobs[0].done + 1
+	a.metrics.stageSeconds.WithLabelValues(m.name, itoa(exit)).Observe(dt.Seconds())
+	a.metrics.batchSize.Observe(float64(len(jobs)))
+	for _, j := range jobs {
+		j.compute += dt
+		j.energyMJ += mj / float64(len(jobs))
+		j.done = exit
+		j.class, j.conf, j.top = topClasses(j.state.Logits(exit))
+	}
 	return nil
 }
 
@@ -128,7 +204,7 @@ func topClasses(logits []float32) (int, float64, []schema.ClassProb) {
 
 // finish builds the job's result and hands it to the publishers. status
 // is empty for a served request (ok or late, decided here).
-func (a *Agent) finish(j *job, status string) {
+func (a *Agent) finish(j *job, status string, done *[]*job) {
 	if j.state != nil {
 		j.state.Release()
 		j.state = nil
@@ -152,18 +228,18 @@ func (a *Agent) finish(j *job, status string) {
 		r.Status = schema.StatusOK
 	}
 	j.result = r
-	a.results <- j
+	*done = append(*done, j)
 }
 
 // fail answers a job that broke while running.
-func (a *Agent) fail(j *job, err error) {
+func (a *Agent) fail(j *job, err error, done *[]*job) {
 	a.log.Error("stage failed", "tenant", j.tenant, "id", j.req.ID, "model", j.model.name, "err", err)
 	if j.state != nil {
 		j.state.Release()
 		j.state = nil
 	}
 	j.result = schema.NewErrorResult(j.tenant, j.req, schema.Errorf(schema.CodeInternal, "inference failed"))
-	a.results <- j
+	*done = append(*done, j)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }

@@ -218,3 +218,70 @@ func (r *MonolithicRun) Close() {
 		t.Destroy()
 	}
 }
+
+// RunBatch runs the next stage of every state in one ONNX Runtime call:
+// their stage inputs are gathered into a pooled batch State, the stage runs
+// once, and each state gets its own features and logits back, as if it had
+// run alone. All states must belong to this model, carry one input each and
+// stand at the same stage, and that stage must have a symbolic batch
+// dimension (DynamicBatch). With one state it is RunStage.
+func (m *Model) RunBatch(states []*State) error {
+	if len(states) == 0 {
+		return nil
+	}
+	i := states[0].next
+	if len(states) == 1 {
+		_, err := states[0].RunStage()
+		return err
+	}
+	if i >= len(m.stages) {
+		return ErrFinished
+	}
+	st := m.stages[i]
+	if !st.dynamicBatch {
+		return fmt.Errorf("stage %d (%s) has a fixed batch: it cannot run %d inputs at once", i, st.file, len(states))
+	}
+	for _, s := range states {
+		if s.m != m || s.next != i || s.batch != 1 {
+			return fmt.Errorf("batch: states must be of one model, at stage %d, with one input each", i)
+		}
+	}
+	b, err := m.NewState(len(states))
+	if err != nil {
+		return err
+	}
+	defer b.Release()
+	in := stageInput(b, i)
+	per := len(in) / len(states)
+	for k, s := range states {
+		copy(in[k*per:(k+1)*per], stageInput(s, i))
+	}
+	b.next = i
+	if _, err := b.RunStage(); err != nil {
+		return err
+	}
+	var feats []float32
+	fper := 0
+	if b.feats[i] != nil {
+		feats = b.feats[i].GetData()
+		fper = len(feats) / len(states)
+	}
+	logits := b.logits[i].GetData()
+	lper := len(logits) / len(states)
+	for k, s := range states {
+		if feats != nil {
+			copy(s.feats[i].GetData(), feats[k*fper:(k+1)*fper])
+		}
+		copy(s.logits[i].GetData(), logits[k*lper:(k+1)*lper])
+		s.next++
+	}
+	return nil
+}
+
+// stageInput is the data stage i of s reads.
+func stageInput(s *State, i int) []float32 {
+	if i == 0 {
+		return s.input.GetData()
+	}
+	return s.feats[i-1].GetData()
+}

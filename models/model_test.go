@@ -223,3 +223,53 @@ func TestFixedBatchRefusesBatches(t *testing.T) {
 		t.Fatal("batch of 4 accepted by a fixed-batch model")
 	}
 }
+
+// TestRunBatchEqualsSingle runs states stage by stage in batches of
+// several and checks every exit's logits equal those of lone runs.
+func TestRunBatchEqualsSingle(t *testing.T) {
+	m, err := models.Load(writeTiny(t, modeltest.Options{}), models.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const n = 5
+	lone := make([][][]float32, n)
+	states := make([]*models.State, n)
+	for k := 0; k < n; k++ {
+		s, err := m.NewState(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range s.Input() {
+			s.Input()[i] = float32((i*(k+1))%11) / 11
+		}
+		states[k] = s
+		ref, _ := m.NewState(1)
+		copy(ref.Input(), s.Input())
+		for !ref.Done() {
+			l, err := ref.RunStage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lone[k] = append(lone[k], append([]float32(nil), l...))
+		}
+		ref.Release()
+	}
+	for stage := 0; stage < m.Exits(); stage++ {
+		// Batch all but the last state; run the last one alone.
+		if err := m.RunBatch(states[:n-1]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := states[n-1].RunStage(); err != nil {
+			t.Fatal(err)
+		}
+		for k, s := range states {
+			got := s.Logits(stage + 1)
+			for j := range got {
+				if d := got[j] - lone[k][stage][j]; d > 1e-5 || d < -1e-5 {
+					t.Fatalf("state %d exit %d logit %d: batched %v, alone %v", k, stage+1, j, got[j], lone[k][stage][j])
+				}
+			}
+		}
+	}
+}

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
+
+	"github.com/delen-edge/delen/agent/agentbench"
+	"github.com/delen-edge/delen/broker"
 
 	"github.com/delen-edge/delen/models"
 	"github.com/spf13/cobra"
@@ -9,7 +13,7 @@ import (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "bench", Short: "performance figures, each as a ratio of two sides measured in one run"}
-	c.AddCommand(newBenchExecutorCmd(g))
+	c.AddCommand(newBenchExecutorCmd(g), newBenchOverheadCmd(g), newBenchThroughputCmd(g))
 	return c
 }
 
@@ -55,5 +59,117 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 	c.Flags().IntVar(&reps, "reps", 500, "timed repetitions of each side")
 	c.Flags().IntVar(&warmup, "warmup", 50, "warm-up repetitions")
 	c.Flags().IntVar(&batch, "batch", 1, "batch size")
+	return c
+}
+
+// benchBroker returns the broker to measure against: --broker, or an
+// embedded broker on a free port (closed by the returned func).
+func benchBroker(ctx context.Context, g *globals, url string) (string, func(), error) {
+	if url != "" {
+		return url, func() {}, nil
+	}
+	emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: "127.0.0.1:0", Logger: g.quietLogger()})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := emb.Start(ctx); err != nil {
+		return "", nil, err
+	}
+	return emb.Addr(), func() { emb.Close() }, nil
+}
+
+func newBenchOverheadCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	var url string
+	var n int
+	c := &cobra.Command{
+		Use:   "overhead",
+		Short: "round trip through the agent (zero-cost model) vs a bare MQTT echo through the same broker",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			u, stop, err := benchBroker(ctx, g, url)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			r, err := agentbench.Overhead(ctx, agentbench.Options{BrokerURL: u, N: n, Logger: g.quietLogger(),
+				Progress: func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "\r%s", s) }})
+			fmt.Fprint(cmd.ErrOrStderr(), "\r\033[K")
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			return table(cmd.OutOrStdout(), []string{"SIDE", "N", "P50_MS", "P99_MS"}, [][]string{
+				{r.Agent.Name, fmt.Sprint(r.Agent.N), fmt.Sprintf("%.3f", r.Agent.P50MS), fmt.Sprintf("%.3f", r.Agent.P99MS)},
+				{r.Echo.Name, fmt.Sprint(r.Echo.N), fmt.Sprintf("%.3f", r.Echo.P50MS), fmt.Sprintf("%.3f", r.Echo.P99MS)},
+				{"ratio", "", fmt.Sprintf("%.2f", r.RatioP50), fmt.Sprintf("%.2f", r.RatioP99)},
+			})
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringVar(&url, "broker", "", "broker to measure through (default: an embedded one)")
+	c.Flags().IntVar(&n, "n", 2000, "round trips per side")
+	return c
+}
+
+// throughputReport is `delen bench throughput --json`.
+type throughputReport struct {
+	Unbatched *agentbench.ThroughputResult `json:"unbatched"`
+	Batched   *agentbench.ThroughputResult `json:"batched"`
+	// BatchingGain is batched agent req/s ÷ unbatched agent req/s.
+	BatchingGain float64 `json:"batching_gain"`
+}
+
+func newBenchThroughputCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	var url, model string
+	var n, exit, workers, batch int
+	c := &cobra.Command{
+		Use:   "throughput",
+		Short: "saturated agent req/s vs a bare ONNX Runtime loop, with and without stage batching",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			u, stop, err := benchBroker(ctx, g, url)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			o := agentbench.Options{BrokerURL: u, N: n, Model: model, Exit: exit, Workers: workers, Logger: g.quietLogger()}
+			rep := &throughputReport{}
+			o.MaxBatch = 1
+			if rep.Unbatched, err = agentbench.Throughput(ctx, o); err != nil {
+				return err
+			}
+			o.MaxBatch = batch
+			if rep.Batched, err = agentbench.Throughput(ctx, o); err != nil {
+				return err
+			}
+			rep.BatchingGain = rep.Batched.Agent.RPS / rep.Unbatched.Agent.RPS
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			var rows [][]string
+			for _, r := range []*agentbench.ThroughputResult{rep.Unbatched, rep.Batched} {
+				rows = append(rows, []string{fmt.Sprint(r.Batch), r.Model, fmt.Sprint(r.Exit), fmt.Sprint(r.Workers),
+					fmt.Sprintf("%.0f", r.Agent.RPS), fmt.Sprintf("%.0f", r.Bare.RPS), fmt.Sprintf("%.3f", r.Ratio)})
+			}
+			if err := table(cmd.OutOrStdout(), []string{"MAX_BATCH", "MODEL", "EXIT", "WORKERS", "AGENT_RPS", "BARE_ORT_RPS", "RATIO"}, rows); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "batching gain (agent req/s, batch %d ÷ batch 1): %.2f\n", batch, rep.BatchingGain)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringVar(&url, "broker", "", "broker to measure through (default: an embedded one)")
+	c.Flags().StringVar(&model, "model", "mnist-ee", "model")
+	c.Flags().IntVar(&exit, "exit", 1, "exit every request is bound to")
+	c.Flags().IntVar(&n, "n", 20000, "requests per run")
+	c.Flags().IntVar(&workers, "workers", 0, "workers for the agent and the bare loop (default: one per CPU)")
+	c.Flags().IntVar(&batch, "batch", 8, "max batch of the batched run")
 	return c
 }

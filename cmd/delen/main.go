@@ -28,7 +28,18 @@ type globals struct {
 	data     string
 	zoo      string
 	logLevel string
+	level    slog.Level
 	log      *slog.Logger
+}
+
+// quietLogger logs warnings and errors only, unless --log-level is debug:
+// for chatty libraries (the embedded broker and its storage).
+func (g *globals) quietLogger() *slog.Logger {
+	lvl := max(g.level, slog.LevelWarn)
+	if g.level <= slog.LevelDebug {
+		lvl = g.level
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
 func newRoot() *cobra.Command {
@@ -43,6 +54,7 @@ func newRoot() *cobra.Command {
 			if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
+			g.level = lvl
 			g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 			return nil
 		},

@@ -74,7 +74,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}()
 	brokerURL := f.brokerURL
 	if brokerURL == "" {
-		emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: f.listen, DataDir: filepath.Join(g.data, "broker"), Logger: log.With("component", "broker")})
+		emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: f.listen, DataDir: filepath.Join(g.data, "broker"), Logger: g.quietLogger().With("component", "broker")})
 		if err != nil {
 			return err
 		}
