@@ -23,7 +23,7 @@ type task struct {
 	cost     float64   // predicted ms of the next stage, charged to the tenant
 	// group names the model stage the task waits for ("model/stage") when
 	// that stage can run batched; tasks of one group may run together.
-	group string
+	group    string
 	queuedAt time.Time
 	job      *job
 	index    int // in the tenant's heap

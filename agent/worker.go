@@ -2,7 +2,7 @@ package agent
 
 import (
 	"context"
-		"sort"
+	"sort"
 	"time"
 
 	"github.com/delen-edge/delen/models"

@@ -2,7 +2,6 @@ package policies
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/delen-edge/delen/models/profile"
 )
@@ -37,26 +36,32 @@ func hardLimits(s *Step, p *profile.Profile) Decision {
 	if b.Exit != nil && i >= *b.Exit {
 		return stop(fmt.Sprintf("exit %d reached", *b.Exit))
 	}
-	if deadline, ok := s.Deadline(); ok {
-		finish := s.Now.Add(time.Duration(stageMS(p, i) * float64(time.Millisecond)))
-		if finish.After(deadline) {
-			reason := fmt.Sprintf("stage %d would finish %.2f ms after the deadline", i+1, float64(finish.Sub(deadline))/1e6)
-			if i == 0 {
-				return Decision{Infeasible, reason}
-			}
-			return stop(reason)
-		}
+	if d, late := deadlineCheck(s, p, 0); late {
+		return d
 	}
 	if b.EnergyMJ != nil {
 		if need := s.EnergyMJ + stageMJ(p, i); need > *b.EnergyMJ {
-			reason := fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", i+1, need, *b.EnergyMJ)
-			if i == 0 {
-				return Decision{Infeasible, reason}
-			}
-			return stop(reason)
+			return stopOrInfeasible(i, fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", i+1, need, *b.EnergyMJ))
 		}
 	}
 	return run("within limits")
+}
+
+// deadlineCheck predicts the finish of stage s.Done as now + its p95
+// latency + marginMS; when that passes the request's deadline it returns
+// the decision (Infeasible before stage 0, else Stop) and true.
+func deadlineCheck(s *Step, p *profile.Profile, marginMS float64) (Decision, bool) {
+	deadline, ok := s.Deadline()
+	if !ok {
+		return Decision{}, false
+	}
+	i := s.Done
+	finish := nowOf(s).Add(msDur(stageMS(p, i) + marginMS))
+	if !finish.After(deadline) {
+		return Decision{}, false
+	}
+	reason := fmt.Sprintf("stage %d would finish %.2f ms after the deadline", i+1, float64(finish.Sub(deadline))/1e6)
+	return stopOrInfeasible(i, reason), true
 }
 
 // After implements Policy.

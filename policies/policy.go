@@ -6,6 +6,7 @@
 package policies
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/delen-edge/delen/models/profile"
@@ -155,4 +156,64 @@ func BoundMet(b schema.Bound, o Outcome) bool {
 		return false
 	}
 	return true
+}
+
+// stopOrInfeasible is the decision not to start stage i: Infeasible before
+// the first stage (nothing to serve yet), Stop after it.
+func stopOrInfeasible(i int, reason string) Decision {
+	if i == 0 {
+		return Decision{Infeasible, reason}
+	}
+	return stop(reason)
+}
+
+// nowOf is the decision time: s.Now, or the wall clock when the caller
+// left it unset.
+func nowOf(s *Step) time.Time {
+	if s.Now.IsZero() {
+		return time.Now()
+	}
+	return s.Now
+}
+
+// msDur converts milliseconds to a Duration.
+func msDur(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+
+// numExits is the model's number of exits: s.Exits, else the profile's,
+// else 1.
+func numExits(s *Step, p *profile.Profile) int {
+	switch {
+	case s.Exits > 0:
+		return s.Exits
+	case p != nil && len(p.Exits) > 0:
+		return len(p.Exits)
+	}
+	return 1
+}
+
+// cumMJ is the profiled energy of stages from..to-1 (0-based).
+func cumMJ(p *profile.Profile, from, to int) float64 {
+	var e float64
+	for j := from; j < to; j++ {
+		e += stageMJ(p, j)
+	}
+	return e
+}
+
+// cumMS is the predicted (p95) latency of stages from..to-1 (0-based).
+func cumMS(p *profile.Profile, from, to int) float64 {
+	var t float64
+	for j := from; j < to; j++ {
+		t += stageMS(p, j)
+	}
+	return t
+}
+
+// boundExitReached reports whether the request's exit bound is reached
+// after s.Done exits.
+func boundExitReached(s *Step) (Decision, bool) {
+	if b := s.Bound.Exit; b != nil && s.Done >= *b && s.Done > 0 {
+		return stop(fmt.Sprintf("exit %d reached", *b)), true
+	}
+	return Decision{}, false
 }
