@@ -164,6 +164,7 @@ type servedModel struct {
 	name    string
 	m       *models.Model
 	profile atomic.Pointer[profile.Profile]
+	live    *liveProfile
 }
 
 // tenant is one tenant's settings, policy instances and rate limiter.
@@ -308,7 +309,7 @@ func (a *Agent) loadModels(ctx context.Context) error {
 			a.log.Error("model not loaded", "model", e.Name, "source", e.Source, "err", err)
 			continue
 		}
-		sm := &servedModel{name: e.Name, m: m}
+		sm := &servedModel{name: e.Name, m: m, live: newLiveProfile(m.Exits())}
 		p, err := a.cfg.Store.Profile(m.Manifest.Name, m.Manifest.Version, device)
 		if errors.Is(err, store.ErrNotFound) {
 			a.log.Info("profiling model on first start", "model", m.Manifest.ID(), "device", device, "runs", a.cfg.ProfileRuns)
@@ -327,6 +328,27 @@ func (a *Agent) loadModels(ctx context.Context) error {
 		sm.profile.Store(p)
 		a.models[e.Name] = sm
 		a.log.Info("model loaded", "model", m.Manifest.ID(), "exits", m.Exits(), "source", e.Source)
+	}
+	return nil
+}
+
+// persistProfiles stores the profiles that live runs have refreshed.
+func (a *Agent) persistProfiles() {
+	for _, sm := range a.models {
+		if !sm.live.takeDirty() {
+			continue
+		}
+		if err := a.cfg.Store.PutProfile(sm.profile.Load()); err != nil {
+			a.metrics.storeErrors.Inc()
+			a.log.Warn("live profile not persisted", "model", sm.name, "err", err)
+		}
+	}
+}
+
+// Profile returns the profile the agent currently uses for model name.
+func (a *Agent) Profile(name string) *profile.Profile {
+	if sm := a.models[name]; sm != nil {
+		return sm.profile.Load()
 	}
 	return nil
 }
@@ -426,6 +448,7 @@ loop:
 			break loop
 		case <-tick.C:
 			a.publishStatus(ctx, "online")
+			a.persistProfiles()
 		}
 	}
 
@@ -452,6 +475,7 @@ loop:
 	defer cancel()
 	a.publishStatusCtx(shutdownCtx, "offline")
 	client.Close()
+	a.persistProfiles()
 	a.hist.close()
 	<-histDone
 	a.log.Info("agent stopped")

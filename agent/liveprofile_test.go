@@ -1,0 +1,73 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/delen-edge/delen/models/profile"
+)
+
+func baseProfile() *profile.Profile {
+	p := &profile.Profile{Model: "m", Version: "1", Device: "d", Source: profile.SourceMeasured}
+	for i := 0; i < 3; i++ {
+		q := profile.Quantiles{P50: 9, P95: 10, P99: 11, Mean: 9}
+		p.Stages = append(p.Stages, profile.StageStats{Stage: i, LatencyMS: q})
+		p.Exits = append(p.Exits, profile.ExitStats{Exit: i + 1})
+	}
+	return p
+}
+
+// TestLivePredictionsFollowASlowdown: stage 2 slows from 10 ms to 30 ms;
+// after the window has turned over, its p95 (what deadlines use) and the
+// exits' cumulative latency follow, while the other stages do not move.
+func TestLivePredictionsFollowASlowdown(t *testing.T) {
+	l := newLiveProfile(3)
+	p := baseProfile()
+	now := time.Unix(1000, 0)
+	feed := func(n int, ms [3]float64) {
+		for k := 0; k < n; k++ {
+			for i := 0; i < 3; i++ {
+				// A little spread, and an outlier now and then.
+				v := ms[i] * (1 + 0.02*float64(k%5))
+				if k%97 == 0 {
+					v *= 5
+				}
+				if l.observe(i, v) {
+					p = l.refresh(p, now)
+				}
+			}
+		}
+	}
+	feed(liveWindow, [3]float64{10, 10, 10})
+	if got := p.Stages[1].LatencyMS.P95; got < 10 || got > 11 {
+		t.Fatalf("steady: stage 2 p95 %.2f, want about 10.8", got)
+	}
+	if p.Source != profile.SourceLive || !l.takeDirty() {
+		t.Fatalf("refreshed profile not marked live/dirty")
+	}
+	feed(liveWindow, [3]float64{10, 30, 10})
+	if got := p.Stages[1].LatencyMS.P95; got < 30 || got > 33 {
+		t.Fatalf("after the slowdown: stage 2 p95 %.2f, want about 32", got)
+	}
+	if got := p.Stages[0].LatencyMS.P95; got > 11 {
+		t.Fatalf("stage 1 moved to %.2f", got)
+	}
+	if got, want := p.Exits[2].LatencyMS.P95, p.Stages[0].LatencyMS.P95+p.Stages[1].LatencyMS.P95+p.Stages[2].LatencyMS.P95; got != want {
+		t.Fatalf("exit 3 cumulative p95 %.2f, want the sum %.2f", got, want)
+	}
+	// Outliers (1 in 97) do not move p50.
+	if got := p.Stages[1].LatencyMS.P50; got > 32 {
+		t.Fatalf("p50 %.2f pulled by outliers", got)
+	}
+}
+
+func TestLiveNeedsEnoughRuns(t *testing.T) {
+	l := newLiveProfile(3)
+	p := baseProfile()
+	for k := 0; k < liveMin-1; k++ {
+		l.observe(0, 50)
+	}
+	if q := l.refresh(p, time.Now()); q != p {
+		t.Fatal("refreshed from fewer runs than liveMin")
+	}
+}
