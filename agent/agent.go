@@ -209,7 +209,7 @@ type Agent struct {
 	sched   *scheduler
 	client  *broker.Client
 	results chan *job
-	slots   chan struct{} // compute slots: at most Workers stages run at once
+	running atomic.Int32 // stages running now (workers and inline)
 	hist    *historyWriter
 	metrics *Metrics
 
@@ -242,7 +242,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		models:   map[string]*servedModel{},
 		sched:    newScheduler(cfg.FairnessWindow),
 		results:  make(chan *job, 1024),
-		slots:    make(chan struct{}, cfg.Workers),
 		tenants:  map[string]*tenant{},
 		inflight: map[string]*job{},
 		metrics:  newMetrics(),

@@ -16,6 +16,7 @@ import (
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/broker/brokertest"
 	"github.com/delen-edge/delen/models/mnist"
+	"github.com/delen-edge/delen/models/modeltest"
 	"github.com/delen-edge/delen/models/replica"
 	"github.com/delen-edge/delen/models/zoo"
 	"github.com/delen-edge/delen/schema"
@@ -385,14 +386,46 @@ func TestControlDedupeAndRestart(t *testing.T) {
 	})
 }
 
-func TestLatencyBoundForcesEarlyExitOnReplica(t *testing.T) {
+// replicaDir generates the ResNet-50 cost replica once per test binary
+// into a data folder's models/ and returns a fresh data folder that links
+// to it.
+var replicaOnce struct {
+	sync.Once
+	dir string
+	err error
+}
+
+func replicaData(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("generates the ResNet-50 cost replica")
+		t.Skip("needs the ResNet-50 cost replica")
+	}
+	replicaOnce.Do(func() {
+		replicaOnce.dir, replicaOnce.err = os.MkdirTemp("", "delen-replica-")
+		if replicaOnce.err == nil {
+			_, replicaOnce.err = replica.Generate(filepath.Join(replicaOnce.dir, replica.Name), replica.Options{Seed: 1})
+		}
+	})
+	if replicaOnce.err != nil {
+		t.Fatal(replicaOnce.err)
 	}
 	dir := t.TempDir()
-	if _, err := replica.Generate(filepath.Join(dir, "models", replica.Name), replica.Options{Seed: 1}); err != nil {
+	if err := os.Symlink(replicaOnce.dir, filepath.Join(dir, "models")); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if replicaOnce.dir != "" {
+		os.RemoveAll(replicaOnce.dir)
+	}
+	os.Exit(code)
+}
+
+func TestLatencyBoundForcesEarlyExitOnReplica(t *testing.T) {
+	dir := replicaData(t)
 	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, dir, func(c *agent.Config) { c.QueueLimit = 1; c.Workers = 1 })
 	cam := newTenant(t, url, "cam1")
@@ -434,5 +467,103 @@ func TestLatencyBoundForcesEarlyExitOnReplica(t *testing.T) {
 	}
 	if overloaded == 0 {
 		t.Errorf("6 requests of ~%0.f ms each with a queue cap of 1 and one worker: none overloaded", rFull.ComputeMS)
+	}
+}
+
+// TestFloodCannotStarveALightTenant: one tenant sends at about 10× the
+// agent's capacity, with deadlines of its own; a light tenant with a
+// latency bound keeps ≥ 99% of its deadlines, because the scheduler shares
+// stages fairly between tenants before it orders them by deadline. The
+// model is compute-heavy with a small input (3 stages of a 384-channel 3×3
+// convolution on 64×64, about 10 GFLOPs a stage after the first), so the
+// stages, not the MQTT traffic, are what the tenants compete for: 10× the
+// capacity is then about a hundred messages a second.
+func TestFloodCannotStarveALightTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-second overload")
+	}
+	dir := t.TempDir()
+	if _, err := modeltest.Write(filepath.Join(dir, "models", "heavy"), modeltest.Options{Name: "heavy", Stages: 3, Channels: 384, Side: 64, Classes: 10, PoolHead: true}); err != nil {
+		t.Fatal(err)
+	}
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	r := startAgent(t, url, dir, func(c *agent.Config) { c.DefaultModel = "heavy" })
+	prof := r.a.Profile("heavy")
+	full := prof.Exits[len(prof.Exits)-1].LatencyMS.P50
+	capacity := 2 * 1000 / full // two workers
+	flood := newTenant(t, url, "flood")
+	light := newTenant(t, url, "light")
+	shed := schema.InfeasibleShed
+	ql := 20
+	flood.control(&schema.Control{QueueLimit: &ql, Infeasible: &shed})
+	in := make([]float32, 64*64)
+	for i := range in {
+		in[i] = float32(i%251) / 251
+	}
+	encode := func(id string, latency float64, exit *int) []byte {
+		b, err := schema.EncodeRequest(&schema.Request{ID: id, Input: schema.NewFloat32Tensor([]int{1, 64, 64}, in),
+			Bound: schema.Bound{LatencyMS: f64(latency), Exit: exit}}, schema.MsgPack)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	const seconds, lightRate = 3, 10
+	floodRate := int(10 * capacity)
+	// The light tenant asks for exit 1 (a cheap stage: it is light) within
+	// a bound that leaves room for its stage after two stages of someone
+	// else's (what stage-level scheduling promises), far less than the
+	// flood's queue would take.
+	longest := 0.0
+	for _, st := range prof.Stages {
+		longest = max(longest, st.LatencyMS.P95)
+	}
+	lightBound := prof.Stages[0].LatencyMS.P95 + 2*longest
+	floodPayloads := make([][]byte, seconds*floodRate)
+	for i := range floodPayloads {
+		floodPayloads[i] = encode(fmt.Sprintf("f%d", i), 10*full, nil)
+	}
+	lightPayloads := make([][]byte, seconds*lightRate)
+	for i := range lightPayloads {
+		lightPayloads[i] = encode(fmt.Sprintf("l%d", i), lightBound, intp(1))
+	}
+	var wg sync.WaitGroup
+	pace := func(tc *tenantClient, payloads [][]byte, rate int) {
+		defer wg.Done()
+		start := time.Now()
+		for i, p := range payloads {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+				time.Sleep(d) // the open-loop send schedule, not synchronisation
+			}
+			tc.publish(p)
+		}
+	}
+	wg.Add(2)
+	go pace(flood, floodPayloads, floodRate)
+	go pace(light, lightPayloads, lightRate)
+	wg.Wait()
+	met := 0
+	for i := range lightPayloads {
+		r := light.wait(fmt.Sprintf("l%d", i))
+		if r.Status == schema.StatusOK && r.BoundMet != nil && *r.BoundMet {
+			met++
+		} else {
+			t.Logf("light %d: %s exit %d latency %.1f ms (bound %.1f) queue %.1f compute %.1f", i, r.Status, r.Exit, r.LatencyMS, lightBound, r.QueueMS, r.ComputeMS)
+		}
+	}
+	floodServed := 0
+	for i := range floodPayloads {
+		if r := flood.wait(fmt.Sprintf("f%d", i)); r.Status == schema.StatusOK || r.Status == schema.StatusLate {
+			floodServed++
+		}
+	}
+	ratio := float64(met) / float64(len(lightPayloads))
+	t.Logf("capacity ≈ %.0f req/s (full model %.1f ms); flood %d req/s: %d of %d served; light tenant (bound %.1f ms): %d of %d deadlines met (%.1f%%)",
+		capacity, full, floodRate, floodServed, len(floodPayloads), lightBound, met, len(lightPayloads), 100*ratio)
+	if ratio < 0.99 {
+		t.Fatalf("light tenant met %.1f%% of its deadlines under a flood, want ≥ 99%%", 100*ratio)
+	}
+	if floodServed == len(floodPayloads) {
+		t.Fatalf("flood: all %d served: the test did not overload the agent", len(floodPayloads))
 	}
 }

@@ -23,7 +23,10 @@ type task struct {
 	cost     float64   // predicted ms of the next stage, charged to the tenant
 	// group names the model stage the task waits for ("model/stage") when
 	// that stage can run batched; tasks of one group may run together.
-	group    string
+	group string
+	// stageMS is the stage's predicted (p95) time alone; a batch of n is
+	// predicted to take n times as long.
+	stageMS  float64
 	queuedAt time.Time
 	job      *job
 	index    int // in the tenant's heap
@@ -68,6 +71,9 @@ type tenantQueue struct {
 	fresh int
 }
 
+// defaultBatchBudgetMS bounds a batch's predicted time.
+const defaultBatchBudgetMS = 2.0
+
 // scheduler holds one queue per tenant and hands the next stage to run to
 // the workers. Across tenants it runs earliest deadline first among the
 // tenants whose weighted service is within window of the least-served
@@ -81,6 +87,8 @@ type scheduler struct {
 	queues map[string]*tenantQueue
 	active map[*tenantQueue]struct{}
 	window float64 // ms of weighted service
+	// batchBudget is the longest a batch may be predicted to take (ms).
+	batchBudget float64
 	seq    uint64
 	closed bool
 	length int
@@ -91,7 +99,7 @@ type scheduler struct {
 
 func newScheduler(window time.Duration) *scheduler {
 	s := &scheduler{queues: map[string]*tenantQueue{}, active: map[*tenantQueue]struct{}{},
-		window: float64(window) / float64(time.Millisecond)}
+		window: float64(window) / float64(time.Millisecond), batchBudget: defaultBatchBudgetMS}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -195,9 +203,39 @@ func (s *scheduler) popBatchNoWait(max int) []*task {
 		}
 	}
 	sort.Slice(more, func(i, j int) bool { return more[i].before(more[j]) })
-	if len(more) > max-1 {
-		more = more[:max-1]
+	// A task joins only while the batch, predicted to take n × the stage's
+	// time, still ends before every member's deadline: riding in a batch
+	// must not cost anyone a deadline.
+	now := time.Now()
+	earliest := first.deadline
+	if !earliest.After(now) {
+		earliest = time.Time{}
 	}
+	joined := more[:0]
+	for _, t := range more {
+		if len(joined)+1 >= max {
+			break
+		}
+		d := earliest
+		if !t.deadline.IsZero() && t.deadline.After(now) && (d.IsZero() || t.deadline.Before(d)) {
+			d = t.deadline
+		}
+		n := float64(len(joined) + 2)
+		// A batch may not take much longer than one stage would (else it
+		// holds a worker that a newly arrived request with a tight
+		// deadline needs): batching pays for small stages, where the
+		// per-call overhead dominates, not for heavy ones.
+		if n*first.stageMS > math.Max(first.stageMS, s.batchBudget) {
+			break
+		}
+		// (A deadline already passed cannot be saved by running alone.)
+		if !d.IsZero() && d.After(now) && now.Add(time.Duration(n*first.stageMS*float64(time.Millisecond))).After(d) {
+			continue
+		}
+		earliest = d
+		joined = append(joined, t)
+	}
+	more = joined
 	for _, t := range more {
 		q := s.queues[t.tenant]
 		heap.Remove(&q.tasks, t.index)

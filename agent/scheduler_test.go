@@ -157,3 +157,57 @@ func TestPopBatchTakesSameStageOnly(t *testing.T) {
 		t.Fatalf("last is c1, then empty; %d left", s.len())
 	}
 }
+
+func TestBatchNeverCostsADeadline(t *testing.T) {
+	s := newScheduler(time.Hour)
+	s.batchBudget = 1000 // only the deadline limits the batch here
+	now := time.Now()
+	mkd := func(tenant string, in time.Duration) *task {
+		x := mk(s, tenant, 0, 1)
+		x.group, x.stageMS = "m/0", 10
+		if in > 0 {
+			x.deadline = now.Add(in)
+		}
+		return x
+	}
+	tight := mkd("a", 25*time.Millisecond) // room for a batch of 2 (20 ms), not 3
+	loose1 := mkd("b", 0)
+	loose2 := mkd("c", 0)
+	for _, x := range []*task{tight, loose1, loose2} {
+		s.push(x, false, 0)
+	}
+	got := s.popBatch(8)
+	if len(got) != 2 || got[0] != tight {
+		t.Fatalf("batch of %d with a 25 ms deadline and 10 ms stages, want 2", len(got))
+	}
+	if got = s.popBatch(8); len(got) != 1 {
+		t.Fatalf("the rest: %d", len(got))
+	}
+}
+
+func TestHeavyStagesAreNotBatched(t *testing.T) {
+	s := newScheduler(time.Hour)
+	for i := 0; i < 4; i++ {
+		x := mk(s, "a", 0, 1)
+		x.group, x.stageMS = "m/1", 100
+		s.push(x, false, 0)
+	}
+	if got := s.popBatch(8); len(got) != 1 {
+		t.Fatalf("100 ms stages batched by %d", len(got))
+	}
+	for i := 0; i < 8; i++ {
+		x := mk(s, "b", 0, 1)
+		x.group, x.stageMS = "m/0", 0.2
+		s.push(x, false, 0)
+	}
+	// 0.2 ms stages: a batch of up to 10 fits 2 ms; max is 8.
+	n := 0
+	for s.len() > 0 {
+		if got := s.popBatch(8); got[0].group == "m/0" {
+			n = max(n, len(got))
+		}
+	}
+	if n != 8 {
+		t.Fatalf("small stages batched by at most %d, want 8", n)
+	}
+}

@@ -21,9 +21,12 @@ func (a *Agent) work() {
 		if ts == nil {
 			return
 		}
-		a.slots <- struct{}{}
+		// A worker never waits for a slot once it holds tasks (that would
+		// let inline runners starve the task it holds); it only counts
+		// itself, so inline runners keep off while the workers are busy.
+		a.running.Add(1)
 		done := a.step(ts)
-		<-a.slots
+		a.running.Add(-1)
 		for _, j := range done {
 			a.results <- j
 		}
@@ -36,17 +39,21 @@ func (a *Agent) work() {
 // request is then served without a goroutine hand-off. The scheduler still
 // decides which task runs.
 func (a *Agent) runInline() {
-	select {
-	case a.slots <- struct{}{}:
-	default:
-		return // every slot busy: the workers have it
+	for {
+		r := a.running.Load()
+		if r >= int32(a.cfg.Workers) {
+			return // the workers are busy and will get to it
+		}
+		if a.running.CompareAndSwap(r, r+1) {
+			break
+		}
 	}
 	ts := a.sched.tryPopBatch(a.cfg.MaxBatch)
 	var done []*job
 	if ts != nil {
 		done = a.step(ts)
 	}
-	<-a.slots
+	a.running.Add(-1)
 	for _, j := range done {
 		a.publish(context.Background(), j)
 	}
@@ -139,6 +146,10 @@ func (a *Agent) policyStep(j *job, now time.Time) *policies.Step {
 // tenant is charged and the batching group.
 func (a *Agent) setNextStage(j *job) {
 	j.task.cost = a.stageCost(j.model, j.done)
+	j.task.stageMS = 0
+	if p := j.model.profile.Load(); p != nil && j.done < len(p.Stages) {
+		j.task.stageMS = p.Stages[j.done].LatencyMS.P95
+	}
 	j.task.group = ""
 	if j.done < j.model.m.Exits() && j.model.m.DynamicBatch(j.done) {
 		j.task.group = j.model.name + "/" + itoa(j.done)

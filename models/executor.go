@@ -49,51 +49,70 @@ func (m *Model) NewState(batch int) (*State, error) {
 		return s, nil
 	}
 	m.mu.Unlock()
-	s := &State{m: m, batch: batch}
-	shape := func(dims []int64) ort.Shape { return append(ort.Shape{int64(batch)}, dims...) }
+	n := len(m.stages)
+	s := &State{m: m, batch: batch, feats: make([]*ort.Tensor[float32], n),
+		logits: make([]*ort.Tensor[float32], n), binds: make([]*ort.IoBinding, n)}
 	var err error
-	if s.input, err = ort.NewEmptyTensor[float32](shape(m.stages[0].in)); err != nil {
+	if s.input, err = ort.NewEmptyTensor[float32](s.shape(m.stages[0].in)); err != nil {
 		return nil, fmt.Errorf("input tensor: %w", err)
 	}
-	for i, st := range m.stages {
-		var f *ort.Tensor[float32]
-		if st.features != nil {
-			if f, err = ort.NewEmptyTensor[float32](shape(st.features)); err != nil {
-				s.destroy()
-				return nil, fmt.Errorf("stage %d features tensor: %w", i, err)
-			}
-		}
-		l, err := ort.NewEmptyTensor[float32](ort.Shape{int64(batch), st.classes})
-		if err != nil {
-			s.destroy()
-			return nil, fmt.Errorf("stage %d logits tensor: %w", i, err)
-		}
-		s.feats = append(s.feats, f)
-		s.logits = append(s.logits, l)
-		in := ort.Value(s.input)
-		if i > 0 {
-			in = s.feats[i-1]
-		}
-		b, err := st.sess.CreateIoBinding()
-		if err != nil {
-			s.destroy()
-			return nil, fmt.Errorf("stage %d binding: %w", i, err)
-		}
-		s.binds = append(s.binds, b)
-		spec := m.Manifest.Stages[i]
-		err = b.BindInput(spec.Input, in)
-		if err == nil && f != nil {
-			err = b.BindOutput(spec.Outputs.Features, f)
-		}
-		if err == nil {
-			err = b.BindOutput(spec.Outputs.Logits, l)
-		}
-		if err != nil {
-			s.destroy()
-			return nil, fmt.Errorf("stage %d binding: %w", i, err)
-		}
-	}
 	return s, nil
+}
+
+func (s *State) shape(dims []int64) ort.Shape { return append(ort.Shape{int64(s.batch)}, dims...) }
+
+// prepare allocates stage i's tensors and binding the first time the State
+// runs that stage (a request that leaves early never pays for the later
+// stages; a batch State pays only for the stage it runs). Stage i reads
+// feats[i-1], allocated here too when stage i-1 never ran in this State.
+func (s *State) prepare(i int) error {
+	if s.binds[i] != nil {
+		return nil
+	}
+	st := s.m.stages[i]
+	in := s.input
+	if i > 0 {
+		if s.feats[i-1] == nil {
+			t, err := ort.NewEmptyTensor[float32](s.shape(s.m.stages[i-1].features))
+			if err != nil {
+				return fmt.Errorf("stage %d input tensor: %w", i, err)
+			}
+			s.feats[i-1] = t
+		}
+		in = s.feats[i-1]
+	}
+	if st.features != nil && s.feats[i] == nil {
+		t, err := ort.NewEmptyTensor[float32](s.shape(st.features))
+		if err != nil {
+			return fmt.Errorf("stage %d features tensor: %w", i, err)
+		}
+		s.feats[i] = t
+	}
+	if s.logits[i] == nil {
+		t, err := ort.NewEmptyTensor[float32](ort.Shape{int64(s.batch), st.classes})
+		if err != nil {
+			return fmt.Errorf("stage %d logits tensor: %w", i, err)
+		}
+		s.logits[i] = t
+	}
+	b, err := st.sess.CreateIoBinding()
+	if err != nil {
+		return fmt.Errorf("stage %d binding: %w", i, err)
+	}
+	spec := s.m.Manifest.Stages[i]
+	err = b.BindInput(spec.Input, in)
+	if err == nil && s.feats[i] != nil {
+		err = b.BindOutput(spec.Outputs.Features, s.feats[i])
+	}
+	if err == nil {
+		err = b.BindOutput(spec.Outputs.Logits, s.logits[i])
+	}
+	if err != nil {
+		b.Destroy()
+		return fmt.Errorf("stage %d binding: %w", i, err)
+	}
+	s.binds[i] = b
+	return nil
 }
 
 // Input is the stage-0 input to fill: batch × the manifest's input shape,
@@ -122,6 +141,9 @@ func (s *State) RunStage() ([]float32, error) {
 		return nil, ErrFinished
 	}
 	st := s.m.stages[i]
+	if err := s.prepare(i); err != nil {
+		return nil, err
+	}
 	if err := st.sess.RunWithBinding(s.binds[i]); err != nil {
 		return nil, fmt.Errorf("run stage %d (%s): %w", i, st.file, err)
 	}
@@ -145,7 +167,9 @@ func (s *State) Release() {
 
 func (s *State) destroy() {
 	for _, b := range s.binds {
-		b.Destroy()
+		if b != nil {
+			b.Destroy()
+		}
 	}
 	if s.input != nil {
 		s.input.Destroy()
@@ -156,7 +180,9 @@ func (s *State) destroy() {
 		}
 	}
 	for _, t := range s.logits {
-		t.Destroy()
+		if t != nil {
+			t.Destroy()
+		}
 	}
 }
 
@@ -251,6 +277,9 @@ func (m *Model) RunBatch(states []*State) error {
 		return err
 	}
 	defer b.Release()
+	if err := b.prepare(i); err != nil {
+		return err
+	}
 	in := stageInput(b, i)
 	per := len(in) / len(states)
 	for k, s := range states {
@@ -269,6 +298,9 @@ func (m *Model) RunBatch(states []*State) error {
 	logits := b.logits[i].GetData()
 	lper := len(logits) / len(states)
 	for k, s := range states {
+		if err := s.prepare(i); err != nil {
+			return err
+		}
 		if feats != nil {
 			copy(s.feats[i].GetData(), feats[k*fper:(k+1)*fper])
 		}

@@ -21,6 +21,9 @@ type Options struct {
 	Side       int64  // input side, default 8
 	Classes    int    // default 4
 	FixedBatch bool   // batch dimension 1 instead of symbolic
+	// PoolHead puts a global average pool before each exit's dense layer,
+	// which keeps heads small for wide, large models.
+	PoolHead bool
 	Seed       uint64
 }
 
@@ -81,7 +84,12 @@ func Write(dir string, o Options) (*models.Manifest, error) {
 		}
 		x = g.Relu(x, feat)
 		flat := o.Channels * o.Side * o.Side
-		g.Dense(g.Flatten(x, ""), rnd(int64(o.Classes)*flat), rnd(int64(o.Classes)), int64(o.Classes), flat, "logits")
+		h := x
+		if o.PoolHead {
+			h = g.GlobalAveragePool(x, "")
+			flat = o.Channels
+		}
+		g.Dense(g.Flatten(h, ""), rnd(int64(o.Classes)*flat), rnd(int64(o.Classes)), int64(o.Classes), flat, "logits")
 		if !last {
 			g.Output("features", onnxgraph.Dims(batch, o.Channels, o.Side, o.Side))
 		}
