@@ -31,11 +31,46 @@ type Registry struct {
 	m  map[string]Factory
 }
 
-// New returns a registry with the built-in policies.
+// New returns a registry with the built-in policies:
+//
+//   - bound (Default): every bound's stopping rule (BoundPolicy);
+//   - static: a fixed exit; params exit (StaticPolicy);
+//   - confidence: BranchyNet's top-1 threshold; params threshold
+//     (ConfidencePolicy);
+//   - deadline: as deep as the deadline allows; params margin_ms
+//     (DeadlinePolicy);
+//   - accuracy: per-exit confidence thresholds tuned on validation data;
+//     params accuracy (AccuracyPolicy);
+//   - energy: a per-request energy budget; params mj (EnergyPolicy);
+//   - energy-budget: joules per time window per tenant; params joules,
+//     window_s (EnergyBudgetPolicy);
+//   - adaptive: load-aware target exit with hysteresis; params target_ms,
+//     high, low, raise_after, workers (AdaptivePolicy);
+//   - conditions: the reference implementation's exit conditions
+//     (ConditionsPolicy).
 func New() *Registry {
 	r := &Registry{}
 	r.Register(Default, func(Params) (Policy, error) { return BoundPolicy{}, nil })
+	r.Register("static", factory(NewStatic))
+	r.Register("confidence", factory(NewConfidence))
+	r.Register("deadline", factory(NewDeadline))
+	r.Register("accuracy", factory(NewAccuracy))
+	r.Register("energy", factory(NewEnergy))
+	r.Register("energy-budget", factory(NewEnergyBudget))
+	r.Register("adaptive", factory(NewAdaptive))
+	r.Register("conditions", func(Params) (Policy, error) { return ConditionsPolicy{}, nil })
 	return r
+}
+
+// factory adapts a typed constructor to a Factory (no typed nil on error).
+func factory[P Policy](f func(Params) (P, error)) Factory {
+	return func(ps Params) (Policy, error) {
+		p, err := f(ps)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
 }
 
 // Register adds (or replaces) a policy.
