@@ -50,6 +50,12 @@ type Config struct {
 	Store *store.Store
 	// Meter measures stage energy (default: the model meter at 5 W).
 	Meter energy.Meter
+	// DefaultPolicy serves tenants that name none (default "bound").
+	DefaultPolicy string
+	// DefaultConditions are the exit conditions of tenants that set none
+	// (the reference implementation's condition files, see
+	// policies.LoadConditions), for the "conditions" policy.
+	DefaultConditions []schema.Condition
 	// Policies resolves policy names (default policies.New()).
 	Policies *policies.Registry
 	// Workers run stages in parallel (default GOMAXPROCS).
@@ -112,6 +118,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Policies == nil {
 		c.Policies = policies.New()
+	}
+	if !c.Policies.Has(c.DefaultPolicy) {
+		return fmt.Errorf("agent: default policy %q is not known (known: %v)", c.DefaultPolicy, c.Policies.Names())
 	}
 	if c.Workers <= 0 {
 		c.Workers = runtime.GOMAXPROCS(0)

@@ -568,3 +568,41 @@ func TestFloodCannotStarveALightTenant(t *testing.T) {
 		t.Fatalf("flood: all %d served: the test did not overload the agent", len(floodPayloads))
 	}
 }
+
+// TestPoliciesPerTenantAndPerRequest selects policies at run time: a
+// tenant's policy (with its parameters) through the control topic, and a
+// request's own policy, which wins for that request.
+func TestPoliciesPerTenantAndPerRequest(t *testing.T) {
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	startAgent(t, url, t.TempDir(), nil)
+	cam := newTenant(t, url, "cam1")
+	conf := "confidence"
+	set := cam.control(&schema.Control{Policy: &conf, Params: map[string]float64{"threshold": 0.5}})
+	if set.Policy != "confidence" || set.Params["threshold"] != 0.5 {
+		t.Fatalf("state: %+v", set)
+	}
+	cam.send(digit("p1", 0, schema.Bound{}), schema.MsgPack)
+	if r := cam.wait("p1"); r.Exit != 1 {
+		t.Fatalf("confidence 0.5 on an easy digit: exit %d, want 1", r.Exit)
+	}
+	static := digit("p2", 0, schema.Bound{})
+	static.Policy = "static"
+	cam.send(static, schema.MsgPack)
+	if r := cam.wait("p2"); r.Exit != 3 {
+		t.Fatalf("per-request static policy: exit %d, want the full model (3)", r.Exit)
+	}
+	// The reference's exit conditions, set inline: stop once exit ≥ 2.
+	cond := "conditions"
+	cam.control(&schema.Control{Policy: &cond, Conditions: []schema.Condition{
+		{Metric: schema.MetricExit, Op: schema.OpGreaterEq, Threshold: 2},
+		{Metric: schema.MetricExit, Op: schema.OpGreaterEq, Threshold: 2},
+	}})
+	cam.send(digit("p3", 0, schema.Bound{}), schema.MsgPack)
+	if r := cam.wait("p3"); r.Exit != 2 {
+		t.Fatalf("conditions exit ≥ 2: exit %d, want 2", r.Exit)
+	}
+	// A bad parameter is refused and the settings stay.
+	if s := cam.control(&schema.Control{Policy: &conf, Params: map[string]float64{"threshold": 7}}); s.Policy != "conditions" || s.Params["threshold"] != 0.5 {
+		t.Fatalf("bad params accepted: %+v", s)
+	}
+}

@@ -93,6 +93,13 @@ func (a *Agent) onRequest(msg broker.Message) {
 	if policyName == "" {
 		policyName = set.Policy
 	}
+	if policyName == "" {
+		policyName = a.cfg.DefaultPolicy
+	}
+	conditions := set.Conditions
+	if conditions == nil {
+		conditions = a.cfg.DefaultConditions
+	}
 	pol, err := t.policyFor(a.cfg.Policies, policyName)
 	if err != nil {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeBadRequest, "policy: %v", err), msg)
@@ -104,7 +111,7 @@ func (a *Agent) onRequest(msg broker.Message) {
 	}
 	j := &job{
 		tenant: tenantName, req: req, enc: enc, msgs: []broker.Message{msg}, qos: qos, topic: topic,
-		model: sm, policy: pol, bound: bound, conditions: set.Conditions, infeasible: a.cfg.Infeasible,
+		model: sm, policy: pol, bound: bound, conditions: conditions, infeasible: a.cfg.Infeasible,
 		arrival: arrival, input: input,
 	}
 	j.task = task{tenant: tenantName, seq: a.sched.nextSeq(), job: j, queuedAt: arrival}

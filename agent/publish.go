@@ -160,10 +160,13 @@ func (a *Agent) onControl(msg broker.Message) {
 	if err == nil {
 		err = c.Validate()
 	}
-	if err == nil && c.Policy != nil && *c.Policy != "" {
-		if !a.cfg.Policies.Has(*c.Policy) {
-			err = schema.Errorf(schema.CodeBadRequest, "policy %q is not known (known: %v)", *c.Policy, a.cfg.Policies.Names())
-		} else if _, perr := a.cfg.Policies.New(*c.Policy, policies.Params(a.tenantFor(tenantName).get().Apply(c).Params)); perr != nil {
+	if err == nil && (c.Policy != nil || c.Params != nil) {
+		// Check the policy the tenant would have, with the parameters it
+		// would have.
+		eff := a.tenantFor(tenantName).get().Apply(c)
+		if !a.cfg.Policies.Has(eff.Policy) {
+			err = schema.Errorf(schema.CodeBadRequest, "policy %q is not known (known: %v)", eff.Policy, a.cfg.Policies.Names())
+		} else if _, perr := a.cfg.Policies.New(eff.Policy, policies.Params(eff.Params)); perr != nil {
 			err = schema.Errorf(schema.CodeBadRequest, "%v", perr)
 		}
 	}

@@ -89,9 +89,9 @@ type scheduler struct {
 	window float64 // ms of weighted service
 	// batchBudget is the longest a batch may be predicted to take (ms).
 	batchBudget float64
-	seq    uint64
-	closed bool
-	length int
+	seq         uint64
+	closed      bool
+	length      int
 	// vfloor is the virtual time a tenant starts from when it becomes
 	// active: no tenant banks credit while idle.
 	vfloor float64

@@ -15,6 +15,7 @@ import (
 	"github.com/delen-edge/delen/agent"
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
 	"github.com/spf13/cobra"
 )
@@ -32,6 +33,8 @@ type serveFlags struct {
 	queueLimit int
 	maxPayload int
 	infeasible string
+	policy     string
+	conditions string
 	meter      meterFlags
 }
 
@@ -54,6 +57,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().IntVar(&f.queueLimit, "queue-limit", 1024, "waiting requests per tenant before `overloaded`")
 	c.Flags().IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes before `too_large`")
 	c.Flags().StringVar(&f.infeasible, "infeasible", "late", "when not even exit 1 can meet a bound: late (serve exit 1) or shed")
+	c.Flags().StringVar(&f.policy, "policy", envOr("DELEN_POLICY", ""), "default policy of tenants that set none (default bound)")
+	c.Flags().StringVar(&f.conditions, "conditions", envOr("DELEN_CONDITIONS", ""), "JSON file of exit conditions (the reference's format) for tenants that set none")
 	f.meter.add(c)
 	return c
 }
@@ -89,7 +94,14 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	var conditions []schema.Condition
+	if f.conditions != "" {
+		if conditions, err = policies.LoadConditions(f.conditions); err != nil {
+			return err
+		}
+	}
 	a, err := agent.New(ctx, agent.Config{
+		DefaultPolicy: f.policy, DefaultConditions: conditions,
 		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
 		Topics: schema.Topics{Prefix: f.prefix}, Zoo: g.openZoo(), DefaultModel: f.model,
 		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit,
