@@ -76,6 +76,8 @@ type Options struct {
 	Exit  int
 	// MaxBatch is the agent's stage batch limit (0 or 1: no batching).
 	MaxBatch int
+	// ZooDirs are model folders besides the built-in models.
+	ZooDirs  []string
 	Logger   *slog.Logger
 	Progress func(string)
 }
@@ -301,12 +303,12 @@ func Throughput(ctx context.Context, o Options) (*ThroughputResult, error) {
 	if o.Workers <= 0 {
 		o.Workers = defaultWorkers()
 	}
-	_, stop, err := startAgent(ctx, o, nil, func(c *agent.Config) { c.MaxBatch = o.MaxBatch })
+	_, stop, err := startAgent(ctx, o, o.ZooDirs, func(c *agent.Config) { c.MaxBatch = o.MaxBatch })
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	m, err := zoo.New().Load(o.Model, models.LoadOptions{})
+	m, err := zoo.New(o.ZooDirs...).Load(o.Model, models.LoadOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -325,11 +327,17 @@ func Throughput(ctx context.Context, o Options) (*ThroughputResult, error) {
 	defer col.Close()
 	var answered atomic.Int64
 	var failed atomic.Int64
+	var firstErr atomic.Pointer[string]
 	all := make(chan struct{})
 	err = col.Subscribe(topics.Results("bench"), 1, func(msg broker.Message) {
 		msg.Ack()
 		if r, _, err := schema.DecodeResult(msg.Payload(), 1<<20); err != nil || r.Status == schema.StatusError {
 			failed.Add(1)
+			e := fmt.Sprint(err)
+			if r != nil && r.Error != nil {
+				e = r.Error.Error()
+			}
+			firstErr.CompareAndSwap(nil, &e)
 		}
 		if answered.Add(1) == int64(o.N) {
 			close(all)
@@ -339,9 +347,13 @@ func Throughput(ctx context.Context, o Options) (*ThroughputResult, error) {
 		return nil, err
 	}
 	exit := o.Exit
+	shape := make([]int, len(m.Manifest.Input.Shape))
+	for i, d := range m.Manifest.Input.Shape {
+		shape[i] = int(d)
+	}
 	payloads := make([][]byte, o.N)
 	for i := range payloads {
-		req := &schema.Request{ID: fmt.Sprintf("t%d", i), Model: o.Model, Input: schema.NewFloat32Tensor([]int{len(input)}, input),
+		req := &schema.Request{ID: fmt.Sprintf("t%d", i), Model: o.Model, Input: schema.NewFloat32Tensor(shape, input),
 			Bound: schema.Bound{Exit: &exit}}
 		if payloads[i], err = schema.EncodeRequest(req, schema.MsgPack); err != nil {
 			return nil, err
@@ -378,7 +390,7 @@ func Throughput(ctx context.Context, o Options) (*ThroughputResult, error) {
 	}
 	agentTime := time.Since(t0)
 	if f := failed.Load(); f > 0 {
-		return nil, fmt.Errorf("%d of %d requests failed", f, o.N)
+		return nil, fmt.Errorf("%d of %d requests failed (first: %s)", f, o.N, *firstErr.Load())
 	}
 
 	// Bare side: the same stages, the same inputs, the same worker count.

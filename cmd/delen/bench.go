@@ -138,7 +138,7 @@ func newBenchThroughputCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer stop()
-			o := agentbench.Options{BrokerURL: u, N: n, Model: model, Exit: exit, Workers: workers, Logger: g.quietLogger()}
+			o := agentbench.Options{BrokerURL: u, N: n, Model: model, Exit: exit, Workers: workers, Logger: g.quietLogger(), ZooDirs: g.openZoo().Dirs}
 			rep := &throughputReport{}
 			o.MaxBatch = 1
 			if rep.Unbatched, err = agentbench.Throughput(ctx, o); err != nil {
