@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/delen-edge/delen/agent/store"
@@ -27,7 +28,9 @@ func (a *Agent) onRequest(msg broker.Message) {
 		return
 	}
 	qos := msg.QoS()
-	a.log.Debug("request received", "topic", msg.Topic(), "bytes", len(msg.Payload()), "qos", qos, "dup", msg.Duplicate())
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		a.log.Debug("request received", "topic", msg.Topic(), "bytes", len(msg.Payload()), "qos", qos, "dup", msg.Duplicate())
+	}
 	req, enc, err := schema.DecodeRequest(msg.Payload(), a.cfg.MaxPayload)
 	if err == nil {
 		err = req.ValidateWith(a.topics, tenantName)
@@ -136,7 +139,7 @@ func (a *Agent) onRequest(msg broker.Message) {
 	a.inflight[key] = j
 	a.inflightMu.Unlock()
 	a.active.Add(1)
-	if err := a.sched.push(&j.task, false, limit); err != nil {
+	if err := a.sched.pushWake(&j.task, false, limit, false); err != nil {
 		a.inflightMu.Lock()
 		delete(a.inflight, key)
 		a.inflightMu.Unlock()
@@ -147,6 +150,7 @@ func (a *Agent) onRequest(msg broker.Message) {
 	}
 	a.metrics.queueDepth.WithLabelValues(tenantName).Set(float64(a.sched.depth(tenantName)))
 	a.runInline()
+	a.sched.wakeIfQueued()
 }
 
 // inputFor checks the request tensor against the model's input and

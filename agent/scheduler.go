@@ -133,6 +133,12 @@ func (s *scheduler) nextSeq() uint64 {
 // (limit ≤ 0: no limit); a request re-entering after a stage is never
 // refused, so admitted work always finishes.
 func (s *scheduler) push(t *task, reentry bool, limit int) error {
+	return s.pushWake(t, reentry, limit, true)
+}
+
+// pushWake is push; with wake false no waiting worker is woken (the
+// caller is about to run the task itself, and calls wakeIfQueued after).
+func (s *scheduler) pushWake(t *task, reentry bool, limit int, wake bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -152,8 +158,20 @@ func (s *scheduler) push(t *task, reentry bool, limit int) error {
 	}
 	heap.Push(&q.tasks, t)
 	s.length++
-	s.cond.Signal()
+	if wake {
+		s.cond.Signal()
+	}
 	return nil
+}
+
+// wakeIfQueued wakes a waiting worker when tasks are queued.
+func (s *scheduler) wakeIfQueued() {
+	s.mu.Lock()
+	n := s.length
+	s.mu.Unlock()
+	if n > 0 {
+		s.cond.Signal()
+	}
 }
 
 // pop blocks until a task is ready and returns it, or returns nil once the

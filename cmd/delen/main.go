@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,9 @@ type globals struct {
 	logLevel string
 	level    slog.Level
 	log      *slog.Logger
+
+	cpuProfile string
+	stopProf   func()
 }
 
 // quietLogger logs warnings and errors only, unless --log-level is debug:
@@ -49,10 +53,25 @@ func newRoot() *cobra.Command {
 		Short:         "Dělen: flexible, adaptive multi-tenant model serving at the edge",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPostRun: func(cmd *cobra.Command, args []string) {
+			if g.stopProf != nil {
+				g.stopProf()
+			}
+		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
+			}
+			if g.cpuProfile != "" {
+				f, err := os.Create(g.cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				g.stopProf = func() { pprof.StopCPUProfile(); f.Close() }
 			}
 			g.level = lvl
 			g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
@@ -61,8 +80,9 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.data, "data", envOr("DELEN_DATA", "./data"), "data folder (Badger store)")
 	root.PersistentFlags().StringVar(&g.zoo, "zoo", envOr("DELEN_ZOO", ""), "extra model folder to load models from (besides the built-in zoo)")
+	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("DELEN_LOG_LEVEL", "info"), "debug, info, warn or error")
-	root.AddCommand(newServeCmd(g), newSendCmd(g), newHistoryCmd(g), newModelsCmd(g), newProfileCmd(g), newBenchCmd(g))
+	root.AddCommand(newServeCmd(g), newSendCmd(g), newHistoryCmd(g), newModelsCmd(g), newProfileCmd(g), newBenchCmd(g), newSimCmd(g))
 	return root
 }
 
