@@ -7,8 +7,8 @@ import (
 	"github.com/delen-edge/delen/models/profile"
 )
 
-// Live profile refresh: the deadline predictions use the profile's stage
-// latency quantiles, so they must follow the device (thermal throttling,
+// Live profile refresh: the deadline and energy predictions use the
+// profile's stage latency quantiles and stage energy, so they must follow the device (thermal throttling,
 // contention, another process on the accelerator). Every stage run alone
 // (batch of one) is recorded in a window of the latest liveWindow runs per
 // stage; every liveEvery runs the stage's quantiles are recomputed from its
@@ -27,29 +27,33 @@ const (
 type liveProfile struct {
 	mu     sync.Mutex
 	window [][]float64 // ring buffer per stage, in ms
+	energy [][]float64 // the same runs' energy, in mJ
 	count  []int       // runs seen per stage
 	since  int         // runs since the last refresh
 	dirty  bool        // refreshed since the last persist
 }
 
 func newLiveProfile(stages int) *liveProfile {
-	l := &liveProfile{window: make([][]float64, stages), count: make([]int, stages)}
+	l := &liveProfile{window: make([][]float64, stages), energy: make([][]float64, stages), count: make([]int, stages)}
 	for i := range l.window {
 		l.window[i] = make([]float64, 0, liveWindow)
+		l.energy[i] = make([]float64, 0, liveWindow)
 	}
 	return l
 }
 
-// observe records a run of stage i; it reports whether the profile is due
-// for a refresh.
-func (l *liveProfile) observe(i int, ms float64) bool {
+// observe records a run of stage i (its time and energy); it reports
+// whether the profile is due for a refresh.
+func (l *liveProfile) observe(i int, ms, mj float64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w := l.window[i]
+	w, e := l.window[i], l.energy[i]
 	if len(w) < liveWindow {
 		l.window[i] = append(w, ms)
+		l.energy[i] = append(e, mj)
 	} else {
 		w[l.count[i]%liveWindow] = ms
+		e[l.count[i]%liveWindow] = mj
 	}
 	l.count[i]++
 	l.since++
@@ -73,18 +77,26 @@ func (l *liveProfile) refresh(p *profile.Profile, now time.Time) *profile.Profil
 		}
 		q.Stages[i].LatencyMS = profile.Summarize(append([]float64(nil), l.window[i]...))
 		q.Stages[i].Runs = len(l.window[i])
+		var sum float64
+		for _, v := range l.energy[i] {
+			sum += v
+		}
+		q.Stages[i].EnergyMJ = sum / float64(len(l.energy[i]))
 		changed = true
 	}
 	if !changed {
 		return p
 	}
 	var cum profile.Quantiles
+	var cumMJ float64
 	for i := range q.Exits {
 		if i < len(q.Stages) {
 			s := q.Stages[i].LatencyMS
 			cum = profile.Quantiles{P50: cum.P50 + s.P50, P95: cum.P95 + s.P95, P99: cum.P99 + s.P99, Mean: cum.Mean + s.Mean}
+			cumMJ += q.Stages[i].EnergyMJ
 		}
 		q.Exits[i].LatencyMS = cum
+		q.Exits[i].EnergyMJ = cumMJ
 	}
 	q.UpdatedAt = now.UTC()
 	q.Source = profile.SourceLive

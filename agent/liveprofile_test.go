@@ -32,7 +32,7 @@ func TestLivePredictionsFollowASlowdown(t *testing.T) {
 				if k%97 == 0 {
 					v *= 5
 				}
-				if l.observe(i, v) {
+				if l.observe(i, v, v/200) {
 					p = l.refresh(p, now)
 				}
 			}
@@ -55,6 +55,10 @@ func TestLivePredictionsFollowASlowdown(t *testing.T) {
 	if got, want := p.Exits[2].LatencyMS.P95, p.Stages[0].LatencyMS.P95+p.Stages[1].LatencyMS.P95+p.Stages[2].LatencyMS.P95; got != want {
 		t.Fatalf("exit 3 cumulative p95 %.2f, want the sum %.2f", got, want)
 	}
+	// Energy follows too (here 1/200 of the time, mean over the window).
+	if got := p.Stages[1].EnergyMJ; got < 0.15 || got > 0.17 {
+		t.Fatalf("stage 2 energy %.3f mJ, want about 0.16", got)
+	}
 	// Outliers (1 in 97) do not move p50.
 	if got := p.Stages[1].LatencyMS.P50; got > 32 {
 		t.Fatalf("p50 %.2f pulled by outliers", got)
@@ -65,7 +69,7 @@ func TestLiveNeedsEnoughRuns(t *testing.T) {
 	l := newLiveProfile(3)
 	p := baseProfile()
 	for k := 0; k < liveMin-1; k++ {
-		l.observe(0, 50)
+		l.observe(0, 50, 0.25)
 	}
 	if q := l.refresh(p, time.Now()); q != p {
 		t.Fatal("refreshed from fewer runs than liveMin")

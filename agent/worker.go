@@ -185,7 +185,7 @@ func (a *Agent) runStage(jobs []*job) error {
 		a.log.Debug("energy reading failed", "err", err)
 	}
 	exit := jobs[0].done + 1
-	if len(jobs) == 1 && m.live.observe(exit-1, ms(dt)) {
+	if len(jobs) == 1 && m.live.observe(exit-1, ms(dt), mj) {
 		m.profile.Store(m.live.refresh(m.profile.Load(), time.Now()))
 	}
 	a.metrics.stageSeconds.WithLabelValues(m.name, itoa(exit)).Observe(dt.Seconds())

@@ -106,11 +106,20 @@ func stageMS(p *profile.Profile, i int) float64 {
 }
 
 // stageMJ is the profiled energy of stage i.
+//
+// Profiles record a stage's mean energy; a hard energy limit needs a
+// cautious figure, so the mean is scaled by the stage's p95/mean latency
+// ratio (energy meters integrate power over the stage's time, so a slow
+// run costs proportionally more).
 func stageMJ(p *profile.Profile, i int) float64 {
 	if p == nil || i >= len(p.Stages) {
 		return 0
 	}
-	return p.Stages[i].EnergyMJ
+	s := p.Stages[i]
+	if s.LatencyMS.Mean > 0 && s.LatencyMS.P95 > s.LatencyMS.Mean {
+		return s.EnergyMJ * s.LatencyMS.P95 / s.LatencyMS.Mean
+	}
+	return s.EnergyMJ
 }
 
 // exitAccuracy is the profiled accuracy of exit k (1-based).
