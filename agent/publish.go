@@ -33,8 +33,13 @@ func (a *Agent) publish(ctx context.Context, j *job) {
 			Exit: r.Exit, LatencyMS: r.LatencyMS, EnergyMJ: r.EnergyMJ, Confidence: r.Confidence,
 			AccuracyEst: r.AccuracyEst, Last: r.Exit == r.Exits,
 		})
+		if j.late {
+			// The policy found the bound infeasible and the tenant chose to
+			// be served anyway: the bound is missed by definition.
+			met = false
+		}
 		r.BoundMet = &met
-		if !met || j.late {
+		if !met {
 			r.Status = schema.StatusLate
 		}
 	}

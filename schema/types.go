@@ -324,7 +324,7 @@ type Control struct {
 	// Params are the tenant's policy parameters (for example the
 	// energy-budget policy's "joules" and "window_s"); a present map
 	// replaces them all, an empty one clears them.
-	Params map[string]float64 `msgpack:"params,omitempty" json:"params,omitempty"`
+	Params map[string]float64 `msgpack:"params,omitempty" json:"params,omitzero"`
 	// Infeasible is what happens to a request whose bound not even exit 1
 	// can meet: "late" serves exit 1 anyway, "shed" answers at once; ""
 	// returns to the agent's default.

@@ -24,7 +24,7 @@ type Options struct {
 	// PoolHead puts a global average pool before each exit's dense layer,
 	// which keeps heads small for wide, large models.
 	PoolHead bool
-	Seed       uint64
+	Seed     uint64
 }
 
 func (o *Options) defaults() {
