@@ -719,3 +719,45 @@ func TestThreeBoundsUnderALoadStep(t *testing.T) {
 		t.Errorf("the energy-bounded tenant did not exit earlier or spend less than the latency-bounded one")
 	}
 }
+
+// TestTenantAdmissionLimits: a tenant's rate limit answers `overloaded`
+// beyond its rate while another tenant is unaffected, and a tenant that
+// chose `shed` gets an immediate `shed` for a bound not even exit 1 can
+// meet, where a tenant that chose `late` is served exit 1 late.
+func TestTenantAdmissionLimits(t *testing.T) {
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	startAgent(t, url, t.TempDir(), nil)
+	limited := newTenant(t, url, "limited")
+	free := newTenant(t, url, "free")
+	rate := 5.0
+	limited.control(&schema.Control{RateLimit: &rate})
+	const n = 30 // sent within well under a second: at most ~5 (+1 s of refill) admitted
+	for i := 0; i < n; i++ {
+		limited.send(digit(fmt.Sprintf("r%d", i), i, schema.Bound{Exit: intp(1)}), schema.MsgPack)
+		free.send(digit(fmt.Sprintf("r%d", i), i, schema.Bound{Exit: intp(1)}), schema.MsgPack)
+	}
+	overloaded, served := 0, 0
+	for i := 0; i < n; i++ {
+		if r := limited.wait(fmt.Sprintf("r%d", i)); r.Status == schema.StatusError && r.Error.Code == schema.CodeOverloaded {
+			overloaded++
+		}
+		if r := free.wait(fmt.Sprintf("r%d", i)); r.Status == schema.StatusOK {
+			served++
+		}
+	}
+	if overloaded < n-15 || served != n {
+		t.Fatalf("rate limit 5/s: %d of %d refused (want most); the other tenant: %d of %d served (want all)", overloaded, n, served, n)
+	}
+
+	shed := schema.InfeasibleShed
+	limited.control(&schema.Control{Infeasible: &shed, RateLimit: f64(0)})
+	tiny := schema.Bound{LatencyMS: f64(0.000001)}
+	limited.send(digit("s1", 0, tiny), schema.MsgPack)
+	free.send(digit("s1", 0, tiny), schema.MsgPack)
+	if r := limited.wait("s1"); r.Status != schema.StatusShed || r.Exit != 0 || r.BoundMet == nil || *r.BoundMet {
+		t.Fatalf("shed tenant, infeasible bound: %s exit %d bound_met %v", r.Status, r.Exit, r.BoundMet)
+	}
+	if r := free.wait("s1"); r.Status != schema.StatusLate || r.Exit != 1 || r.BoundMet == nil || *r.BoundMet {
+		t.Fatalf("late tenant, infeasible bound: %s exit %d bound_met %v", r.Status, r.Exit, r.BoundMet)
+	}
+}

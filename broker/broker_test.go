@@ -195,8 +195,14 @@ func TestRetainedLateSubscriber(t *testing.T) {
 			t.Fatalf("late subscriber got %q retained %t; want v2 retained", m.Payload(), m.Retained())
 		}
 		// A live message after the retained one is not flagged retained.
+		// (mochi acknowledges a publish before it fans it out, so v2 may
+		// also reach the new subscriber live, unflagged, before v3.)
 		publish(t, pub, "delen/t1/state", 1, true, "v3")
-		if m := in.next(t, "live state"); string(m.Payload()) != "v3" || m.Retained() {
+		m = in.next(t, "live state")
+		if string(m.Payload()) == "v2" && !m.Retained() {
+			m = in.next(t, "live state")
+		}
+		if string(m.Payload()) != "v3" || m.Retained() {
 			t.Fatalf("live message %q retained %t; want v3 not retained", m.Payload(), m.Retained())
 		}
 	})
