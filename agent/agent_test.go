@@ -609,7 +609,7 @@ func TestPoliciesPerTenantAndPerRequest(t *testing.T) {
 
 // TestThreeBoundsUnderALoadStep: a latency-, an accuracy- and an
 // energy-bounded tenant share mnist-ee while their rate steps from 50 to
-// 300 requests/s each; every request is answered and each bound holds for
+// 150 requests/s each; every request is answered and each bound holds for
 // ≥ 95% of requests (energy: see below), each tenant at the exits its
 // bound allows, and the energy-bounded tenant, serving in the same
 // conditions as the latency-bounded one, spends less and exits earlier.
@@ -647,7 +647,7 @@ func TestThreeBoundsUnderALoadStep(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	const steps = 2
-	rates := [steps]int{50, 300}
+	rates := [steps]int{50, 150}
 	counts := map[string]int{}
 	for _, tn := range tenants {
 		n := 0
@@ -702,9 +702,10 @@ func TestThreeBoundsUnderALoadStep(t *testing.T) {
 		t.Logf("%s: %d requests, bound met %.1f%%, accuracy %.3f, exits %v", tn.name, counts[tn.name], 100*ratio, float64(correct)/float64(counts[tn.name]), exits)
 		want := 0.95
 		if tn.name == "solar" {
-			// The model meter charges watts × wall time, and at 900
-			// requests/s this 2-core machine is saturated: a stage of
-			// tens of µs is often descheduled and charged several times
+			// The model meter charges watts × wall time, and at 450
+			// requests/s (and under the race detector) this 2-core
+			// machine is busy: a stage of tens of µs is often
+			// descheduled and charged several times
 			// its energy, so the cautious prediction often finds even
 			// exit 1 over the cap (served late, bound missed). What must
 			// hold is that the cap makes the tenant spend less (below).
