@@ -321,8 +321,9 @@ func (a *Agent) loadModels(ctx context.Context) error {
 		p, err := a.cfg.Store.Profile(m.Manifest.Name, m.Manifest.Version, device)
 		if errors.Is(err, store.ErrNotFound) {
 			a.log.Info("profiling model on first start", "model", m.Manifest.ID(), "device", device, "runs", a.cfg.ProfileRuns)
+			data, _ := zoo.ValidationData(m.Manifest)
 			p, err = models.Profile(ctx, m, a.cfg.Meter, models.ProfileOptions{
-				Runs: a.cfg.ProfileRuns, Device: device,
+				Runs: a.cfg.ProfileRuns, Device: device, Data: data,
 				Progress: func(s string) { a.log.Info("profiling", "model", m.Manifest.ID(), "progress", s) },
 			})
 			if err == nil {

@@ -238,7 +238,7 @@ func (a *Agent) finish(j *job, status string, done *[]*job) {
 	} else {
 		class := j.class
 		r.Exit, r.Class, r.Confidence, r.Top = j.done, &class, j.conf, j.top
-		r.AccuracyEst = policies.ExitAccuracy(j.model.profile.Load(), j.done)
+		r.AccuracyEst = policies.ExpectedAccuracy(j.model.profile.Load(), j.done, j.conf)
 		r.Status = schema.StatusOK
 	}
 	j.result = r

@@ -125,3 +125,23 @@ func TestRegistry(t *testing.T) {
 		t.Fatal("unknown policy accepted")
 	}
 }
+
+func TestExpectedAccuracyUsesCalibration(t *testing.T) {
+	p := synthetic()
+	p.Exits[0].Calibration = []profile.Bin{
+		{Lo: 0, Hi: 0.5, Count: 100, Accuracy: 0.4},
+		{Lo: 0.5, Hi: 0.9, Count: 5, Accuracy: 0.7}, // too few samples
+		{Lo: 0.9, Hi: 1, Count: 900, Accuracy: 0.99},
+	}
+	cases := []struct {
+		conf, want float64
+	}{{0.2, 0.4}, {0.95, 0.99}, {1.0, 0.99}, {0.6, 0.80}}
+	for _, c := range cases {
+		if got := ExpectedAccuracy(p, 1, c.conf); got != c.want {
+			t.Errorf("confidence %.2f: expected accuracy %.2f, want %.2f", c.conf, got, c.want)
+		}
+	}
+	if got := ExpectedAccuracy(p, 2, 0.99); got != 0.90 {
+		t.Errorf("exit without calibration: %.2f, want the exit's 0.90", got)
+	}
+}

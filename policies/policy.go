@@ -226,3 +226,31 @@ func boundExitReached(s *Step) (Decision, bool) {
 	}
 	return Decision{}, false
 }
+
+// minBinSamples is how many validation samples a calibration bin needs
+// before its accuracy stands for a request's.
+const minBinSamples = 20
+
+// ExpectedAccuracy is the expected accuracy of an answer served at exit k
+// (1-based) with top-1 probability conf: the profile's calibration (the
+// observed accuracy of validation samples whose confidence fell in the same
+// bin) when that bin has enough samples, else the exit's average accuracy.
+// A confident answer at an early exit is then credited with what such
+// answers really achieve, which is what lets easy inputs leave early under
+// an accuracy bound.
+func ExpectedAccuracy(p *profile.Profile, k int, conf float64) float64 {
+	if p == nil || k < 1 || k > len(p.Exits) {
+		return 0
+	}
+	e := p.Exits[k-1]
+	for i, b := range e.Calibration {
+		last := i == len(e.Calibration)-1
+		if conf >= b.Lo && (conf < b.Hi || (last && conf <= b.Hi)) {
+			if b.Count >= minBinSamples {
+				return b.Accuracy
+			}
+			break
+		}
+	}
+	return e.Accuracy
+}

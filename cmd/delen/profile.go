@@ -7,7 +7,7 @@ import (
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/energy"
-	"github.com/delen-edge/delen/models/mnist"
+	"github.com/delen-edge/delen/models/zoo"
 	"github.com/delen-edge/delen/models/profile"
 	"github.com/spf13/cobra"
 )
@@ -29,17 +29,8 @@ func (f *meterFlags) open(g *globals) (energy.Meter, error) {
 	return energy.New(f.kind, "/", energy.Options{Watts: f.watts, Rail: f.rail, Logger: g.log})
 }
 
-// validationData is the labelled data a model can be profiled on: the
-// MNIST test set for models that take 28×28 digits.
-func validationData(m *models.Manifest) (models.Labeled, string) {
-	if len(m.Classes) == 10 && len(m.Input.Shape) == 3 && m.Input.Shape[0] == 1 &&
-		m.Input.Shape[1] == mnist.Side && m.Input.Shape[2] == mnist.Side && m.Kind != models.KindCostReplica {
-		if set, err := mnist.Test(); err == nil {
-			return set, "MNIST test set"
-		}
-	}
-	return nil, ""
-}
+// validationData is the labelled data a model can be profiled on.
+func validationData(m *models.Manifest) (models.Labeled, string) { return zoo.ValidationData(m) }
 
 func newProfileCmd(g *globals) *cobra.Command {
 	var asJSON bool

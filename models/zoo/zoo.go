@@ -14,6 +14,7 @@ import (
 	"sort"
 
 	"github.com/delen-edge/delen/models"
+	"github.com/delen-edge/delen/models/mnist"
 )
 
 //go:embed mnist-ee/manifest.json mnist-ee/*.onnx
@@ -118,4 +119,21 @@ func (z *Zoo) Load(name string, opt models.LoadOptions) (*models.Model, error) {
 // Load opens the entry's model.
 func (e Entry) Load(opt models.LoadOptions) (*models.Model, error) {
 	return models.LoadFS(e.fsys, e.dir, opt)
+}
+
+// ValidationData is the labelled data a model can be profiled on (exit
+// accuracy, calibration, the validation samples the accuracy policy tunes
+// its thresholds on): the 10,000 MNIST test images for models that take a
+// 1×28×28 digit and have 10 classes. Cost replicas get none (their logits
+// mean nothing). The name says what the data is.
+func ValidationData(m *models.Manifest) (models.Labeled, string) {
+	if m.Kind == models.KindCostReplica || len(m.Classes) != 10 || len(m.Input.Shape) != 3 ||
+		m.Input.Shape[0] != 1 || m.Input.Shape[1] != mnist.Side || m.Input.Shape[2] != mnist.Side {
+		return nil, ""
+	}
+	set, err := mnist.Test()
+	if err != nil {
+		return nil, ""
+	}
+	return set, "MNIST test set"
 }
