@@ -7,8 +7,8 @@ import (
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/energy"
-	"github.com/delen-edge/delen/models/zoo"
 	"github.com/delen-edge/delen/models/profile"
+	"github.com/delen-edge/delen/models/zoo"
 	"github.com/spf13/cobra"
 )
 
