@@ -27,6 +27,7 @@ const (
 	Infeasible
 )
 
+// String names the action for logs.
 func (a Action) String() string {
 	switch a {
 	case Continue:
