@@ -44,7 +44,7 @@ provision_ort() {
 }
 
 provision_mosquitto() {
-	if command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]]; then
+	if { command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]]; } && command -v mosquitto_pub >/dev/null 2>&1; then
 		echo "setup: mosquitto present"
 		return
 	fi
@@ -52,11 +52,11 @@ provision_mosquitto() {
 		echo "setup: skipping mosquitto (DELEN_SKIP_MOSQUITTO=1)"
 		return
 	fi
-	echo "setup: installing mosquitto (Debian package)"
+	echo "setup: installing mosquitto and mosquitto-clients (Debian packages)"
 	local sudo=""
 	[[ "$(id -u)" == 0 ]] || sudo="sudo"
 	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
 	# The package's service is not wanted: tests start their own brokers.
 	$sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
 	echo "setup: mosquitto installed"
