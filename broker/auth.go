@@ -53,6 +53,14 @@ type ACLRule struct {
 // grants that access on everything the topic or filter covers. With no
 // rules at all, every accepted client may use every topic.
 //
+// A client ID belongs to the user that holds its session: a client that
+// connects with the ID of a session (connected, or kept for a persistent
+// client) of another user is refused. Otherwise a tenant could take over
+// the agent's session, with the other tenants' requests queued or in
+// flight in it, or knock the agent off. (An anonymous session may be taken
+// over: it holds nothing that anonymous clients could not read, and so a
+// broker that turns authentication on keeps the sessions made before.)
+//
 // What a refusal looks like is mochi's doing: a refused subscription gets
 // a failure code in its SUBACK (Client.Subscribe returns an error); a
 // refused QoS 0 publish is dropped silently; a refused QoS 1/2 publish from
@@ -167,6 +175,8 @@ func expandRule(rule, username, clientID string) (string, bool) {
 type authHook struct {
 	mqtt.HookBase
 	a *Authenticator
+	// sessions are the broker's clients, connected or kept, by client ID.
+	sessions *mqtt.Clients
 }
 
 func (h *authHook) ID() string { return "delen-auth" }
@@ -176,11 +186,19 @@ func (h *authHook) Provides(b byte) bool {
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	ok := h.a.Authenticate(string(pk.Connect.Username), pk.Connect.Password)
-	if !ok {
-		h.Log.Warn("client refused", "client", cl.ID, "username", string(pk.Connect.Username), "remote", cl.Net.Remote)
+	user := string(pk.Connect.Username)
+	if !h.a.Authenticate(user, pk.Connect.Password) {
+		h.Log.Warn("client refused", "client", cl.ID, "username", user, "remote", cl.Net.Remote)
+		return false
 	}
-	return ok
+	if h.sessions != nil {
+		if old, ok := h.sessions.Get(cl.ID); ok && len(old.Properties.Username) > 0 && string(old.Properties.Username) != user {
+			h.Log.Warn("client refused: its client ID belongs to another user's session", "client", cl.ID,
+				"username", user, "session_username", string(old.Properties.Username), "remote", cl.Net.Remote)
+			return false
+		}
+	}
+	return true
 }
 
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {

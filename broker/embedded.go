@@ -44,6 +44,10 @@ type EmbeddedConfig struct {
 	TLSKeyFile  string
 	// TLSAddr is the host:port of the TLS listener; "" means DefaultTLSAddr.
 	TLSAddr string
+	// TLSClientCAFile, a PEM bundle, makes the TLS listener require a
+	// client certificate signed by one of its CAs (mutual TLS). The plain
+	// listener is not affected; passwords and ACLs (Auth) still apply.
+	TLSClientCAFile string
 
 	// DataDir, when set, persists sessions, subscriptions, queued QoS 1/2
 	// messages and retained messages in a Badger database in this folder
@@ -107,12 +111,22 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("broker: TLS needs both a certificate and a key file")
 	}
+	if cfg.TLSClientCAFile != "" && cfg.TLSCertFile == "" {
+		return nil, errors.New("broker: a TLS client CA needs the TLS listener (certificate and key)")
+	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("broker: TLS key pair: %w", err)
 		}
 		e.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if cfg.TLSClientCAFile != "" {
+			pool, err := loadCertPool(cfg.TLSClientCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("broker: TLS client CA: %w", err)
+			}
+			e.tls.ClientCAs, e.tls.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
 		if e.cfg.TLSAddr == "" {
 			e.cfg.TLSAddr = DefaultTLSAddr
 		}
@@ -173,7 +187,7 @@ func (e *Embedded) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("broker: packet ID hook: %w", err))
 	}
 	if e.cfg.Auth != nil {
-		if err := srv.AddHook(&authHook{a: e.cfg.Auth}, nil); err != nil {
+		if err := srv.AddHook(&authHook{a: e.cfg.Auth, sessions: srv.Clients}, nil); err != nil {
 			return fail(fmt.Errorf("broker: auth hook: %w", err))
 		}
 	} else {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 // sendFlags are `delen send`'s options.
 type sendFlags struct {
 	brokerURL, tenant, file, model, policy, id, prefix, encoding string
+	tlsCA                                                        string
 	mnist                                                        int
 	latencyMS, accuracy, energyMJ, confidence                    float64
 	exit, qos                                                    int
@@ -36,6 +38,7 @@ func newSendCmd(g *globals) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, args []string) error { return send(cmd, f) },
 	}
 	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", "tcp://127.0.0.1:1883"), "broker URL")
+	c.Flags().StringVar(&f.tlsCA, "tls-ca", envOr("DELEN_TLS_CA", ""), "CA bundle (PEM) that an ssl:// broker's certificate must chain to (default: the system roots)")
 	c.Flags().StringVar(&f.tenant, "tenant", "", "tenant name (required)")
 	c.Flags().IntVar(&f.mnist, "mnist", -1, "send MNIST test image N (0-9999), with its label")
 	c.Flags().StringVar(&f.file, "file", "", "send the request in this file (JSON or msgpack); bound flags override its bound")
@@ -146,9 +149,15 @@ func send(cmd *cobra.Command, f *sendFlags) error {
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
+	var tlsCfg *tls.Config
+	if f.tlsCA != "" {
+		if tlsCfg, err = broker.ClientTLSConfig(f.tlsCA, "", ""); err != nil {
+			return err
+		}
+	}
 	var b [6]byte
 	rand.Read(b[:])
-	client, err := broker.Dial(ctx, broker.ClientConfig{URL: f.brokerURL, ClientID: "delen-send-" + hex.EncodeToString(b[:]), CleanSession: true})
+	client, err := broker.Dial(ctx, broker.ClientConfig{URL: f.brokerURL, ClientID: "delen-send-" + hex.EncodeToString(b[:]), CleanSession: true, TLS: tlsCfg})
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", f.brokerURL, err)
 	}

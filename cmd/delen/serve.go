@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/delen-edge/delen/agent"
 	"github.com/delen-edge/delen/agent/store"
+	"github.com/delen-edge/delen/agent/tenants"
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
@@ -36,6 +39,15 @@ type serveFlags struct {
 	policy     string
 	conditions string
 	meter      meterFlags
+
+	// Tenant isolation (--tenants) and the agent's broker account.
+	tenantsFile   string
+	agentUser     string
+	agentPassword string
+	// The embedded broker's TLS listener.
+	tlsCert, tlsKey, tlsListen, tlsClientCA string
+	// TLS towards an external broker (--broker ssl://...).
+	tlsCA, tlsClientCert, tlsClientKey string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -60,11 +72,72 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&f.policy, "policy", envOr("DELEN_POLICY", ""), "default policy of tenants that set none (default bound)")
 	c.Flags().StringVar(&f.conditions, "conditions", envOr("DELEN_CONDITIONS", ""), "JSON file of exit conditions (the reference's format) for tenants that set none")
 	f.meter.add(c)
+	c.Flags().StringVar(&f.tenantsFile, "tenants", envOr("DELEN_TENANTS", ""), "tenants file (YAML or JSON: the agent's and each tenant's user with bcrypt hashes, see `delen passwd`); the embedded broker then refuses anonymous clients and confines each tenant to its own topics")
+	c.Flags().StringVar(&f.agentUser, "agent-user", envOr("DELEN_AGENT_USER", ""), "the agent's MQTT username (default: the tenants file's, else "+broker.DefaultAgentUser+" when a password is given)")
+	c.Flags().StringVar(&f.agentPassword, "agent-password", "", "the agent's MQTT password, in plain text (or DELEN_AGENT_PASSWORD, which keeps it out of the process list); required with --tenants")
+	c.Flags().StringVar(&f.tlsCert, "tls-cert", envOr("DELEN_TLS_CERT", ""), "certificate (PEM) of the embedded broker's TLS listener; with --tls-key enables it")
+	c.Flags().StringVar(&f.tlsKey, "tls-key", envOr("DELEN_TLS_KEY", ""), "private key (PEM) of --tls-cert")
+	c.Flags().StringVar(&f.tlsListen, "tls-listen", envOr("DELEN_TLS_LISTEN", broker.DefaultTLSAddr), "address of the embedded broker's TLS listener")
+	c.Flags().StringVar(&f.tlsClientCA, "tls-client-ca", envOr("DELEN_TLS_CLIENT_CA", ""), "CA bundle (PEM): the embedded broker's TLS listener then requires client certificates signed by it")
+	c.Flags().StringVar(&f.tlsCA, "tls-ca", envOr("DELEN_TLS_CA", ""), "CA bundle (PEM) that an external ssl:// broker's certificate must chain to (default: the system roots)")
+	c.Flags().StringVar(&f.tlsClientCert, "tls-client-cert", envOr("DELEN_TLS_CLIENT_CERT", ""), "client certificate (PEM) the agent shows an external ssl:// broker")
+	c.Flags().StringVar(&f.tlsClientKey, "tls-client-key", envOr("DELEN_TLS_CLIENT_KEY", ""), "private key (PEM) of --tls-client-cert")
 	return c
+}
+
+// security reads the tenants file and the TLS flags: the embedded broker's
+// Authenticator (nil without --tenants), the agent's credentials, and its
+// TLS configuration towards an external broker (nil unless one is set).
+func (f *serveFlags) security(topics schema.Topics) (auth *broker.Authenticator, user, password string, tlsCfg *tls.Config, err error) {
+	user, password = f.agentUser, f.agentPassword
+	if password == "" {
+		password = os.Getenv("DELEN_AGENT_PASSWORD")
+	}
+	if f.tenantsFile != "" {
+		if f.brokerURL != "" {
+			return nil, "", "", nil, errors.New("--tenants sets up the embedded broker's accounts; with --broker, create the accounts in that broker (see deploy/mosquitto) and give the agent's with --agent-user and --agent-password")
+		}
+		tf, err := tenants.Load(f.tenantsFile)
+		if err != nil {
+			return nil, "", "", nil, err
+		}
+		if user != "" && user != tf.Agent.Username {
+			return nil, "", "", nil, fmt.Errorf("--agent-user %q differs from the tenants file's agent user %q", user, tf.Agent.Username)
+		}
+		if err := tf.CheckAgentPassword(password); err != nil {
+			return nil, "", "", nil, fmt.Errorf("tenants file %s: %w", f.tenantsFile, err)
+		}
+		user, auth = tf.Agent.Username, tf.Authenticator(topics)
+	} else if user == "" && password != "" {
+		user = broker.DefaultAgentUser
+	}
+	if (f.tlsCert != "" || f.tlsKey != "" || f.tlsClientCA != "") && f.brokerURL != "" {
+		return nil, "", "", nil, errors.New("--tls-cert, --tls-key and --tls-client-ca set up the embedded broker's TLS listener; they do not apply with --broker")
+	}
+	if f.tlsCA != "" || f.tlsClientCert != "" || f.tlsClientKey != "" {
+		if !isTLSURL(f.brokerURL) {
+			return nil, "", "", nil, errors.New("--tls-ca, --tls-client-cert and --tls-client-key are for an external broker over TLS: --broker ssl://host:8883")
+		}
+		if tlsCfg, err = broker.ClientTLSConfig(f.tlsCA, f.tlsClientCert, f.tlsClientKey); err != nil {
+			return nil, "", "", nil, err
+		}
+	}
+	return auth, user, password, tlsCfg, nil
+}
+
+// isTLSURL reports whether a broker URL speaks MQTT over TLS.
+func isTLSURL(u string) bool {
+	scheme, _, ok := strings.Cut(u, "://")
+	return ok && (scheme == "ssl" || scheme == "tls" || scheme == "mqtts" || scheme == "wss")
 }
 
 func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	log := g.log
+	topics := schema.Topics{Prefix: f.prefix}
+	auth, agentUser, agentPassword, agentTLS, err := f.security(topics)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(g.data, 0o755); err != nil {
 		return err
 	}
@@ -79,7 +152,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}()
 	brokerURL := f.brokerURL
 	if brokerURL == "" {
-		emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: f.listen, DataDir: filepath.Join(g.data, "broker"), Logger: g.quietLogger().With("component", "broker")})
+		ecfg := broker.EmbeddedConfig{Addr: f.listen, DataDir: filepath.Join(g.data, "broker"), Logger: g.quietLogger().With("component", "broker"),
+			Auth: auth, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, TLSAddr: f.tlsListen, TLSClientCAFile: f.tlsClientCA}
+		emb, err := broker.NewEmbedded(ecfg)
 		if err != nil {
 			return err
 		}
@@ -89,6 +164,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		defer emb.Close()
 		brokerURL = emb.Addr()
 		log.Info("embedded broker listening", "addr", brokerURL)
+		if tlsAddr := emb.TLSAddr(); tlsAddr != "" {
+			log.Info("embedded broker listening over TLS", "addr", tlsAddr, "client_certificates", f.tlsClientCA != "")
+		}
+		if auth != nil {
+			log.Info("tenant isolation on: anonymous clients refused, each tenant confined to its own topics",
+				"tenants", len(auth.Users)-1, "agent_user", agentUser)
+		}
 	}
 	meter, err := f.meter.open(g)
 	if err != nil {
@@ -103,7 +185,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	a, err := agent.New(ctx, agent.Config{
 		DefaultPolicy: f.policy, DefaultConditions: conditions,
 		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
-		Topics: schema.Topics{Prefix: f.prefix}, Zoo: g.openZoo(), DefaultModel: f.model,
+		Username: agentUser, Password: agentPassword, TLS: agentTLS,
+		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
 		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit,
 		MaxPayload: f.maxPayload, Infeasible: f.infeasible, Logger: log,
 	})
