@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -21,7 +22,7 @@ import (
 // sendFlags are `delen send`'s options.
 type sendFlags struct {
 	brokerURL, tenant, file, model, policy, id, prefix, encoding string
-	tlsCA                                                        string
+	tlsCA, username, password                                    string
 	mnist                                                        int
 	latencyMS, accuracy, energyMJ, confidence                    float64
 	exit, qos                                                    int
@@ -38,6 +39,8 @@ func newSendCmd(g *globals) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, args []string) error { return send(cmd, f) },
 	}
 	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", "tcp://127.0.0.1:1883"), "broker URL")
+	c.Flags().StringVar(&f.username, "username", envOr("DELEN_MQTT_USER", ""), "MQTT user name (the tenant's, with serve --tenants; default: --tenant when a password is given)")
+	c.Flags().StringVar(&f.password, "password", "", "MQTT password (or DELEN_MQTT_PASSWORD)")
 	c.Flags().StringVar(&f.tlsCA, "tls-ca", envOr("DELEN_TLS_CA", ""), "CA bundle (PEM) that an ssl:// broker's certificate must chain to (default: the system roots)")
 	c.Flags().StringVar(&f.tenant, "tenant", "", "tenant name (required)")
 	c.Flags().IntVar(&f.mnist, "mnist", -1, "send MNIST test image N (0-9999), with its label")
@@ -157,7 +160,16 @@ func send(cmd *cobra.Command, f *sendFlags) error {
 	}
 	var b [6]byte
 	rand.Read(b[:])
-	client, err := broker.Dial(ctx, broker.ClientConfig{URL: f.brokerURL, ClientID: "delen-send-" + hex.EncodeToString(b[:]), CleanSession: true, TLS: tlsCfg})
+	password := f.password
+	if password == "" {
+		password = os.Getenv("DELEN_MQTT_PASSWORD")
+	}
+	username := f.username
+	if username == "" && password != "" {
+		username = f.tenant
+	}
+	client, err := broker.Dial(ctx, broker.ClientConfig{URL: f.brokerURL, ClientID: "delen-send-" + hex.EncodeToString(b[:]), CleanSession: true,
+		TLS: tlsCfg, Username: username, Password: password, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", f.brokerURL, err)
 	}
