@@ -48,6 +48,10 @@ type Config struct {
 	DefaultModel string
 	// Store persists settings, profiles, history and dedupe. Required.
 	Store *store.Store
+	// Provider is the ONNX Runtime execution provider: "cpu" (default),
+	// "cuda" or "tensorrt"; a provider the library lacks falls back to the
+	// CPU with a log line.
+	Provider string
 	// Meter measures stage energy (default: the model meter at 5 W).
 	Meter energy.Meter
 	// DefaultPolicy serves tenants that name none (default "bound").
@@ -312,7 +316,7 @@ func (a *Agent) loadModels(ctx context.Context) error {
 	}
 	device := profile.DeviceID()
 	for _, e := range list {
-		m, err := e.Load(models.LoadOptions{})
+		m, err := e.Load(models.LoadOptions{Provider: a.cfg.Provider, Logger: a.log})
 		if err != nil {
 			a.log.Error("model not loaded", "model", e.Name, "source", e.Source, "err", err)
 			continue
@@ -336,7 +340,7 @@ func (a *Agent) loadModels(ctx context.Context) error {
 		}
 		sm.profile.Store(p)
 		a.models[e.Name] = sm
-		a.log.Info("model loaded", "model", m.Manifest.ID(), "exits", m.Exits(), "source", e.Source)
+		a.log.Info("model loaded", "model", m.Manifest.ID(), "exits", m.Exits(), "source", e.Source, "provider", m.Provider)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"slices"
 	"sync"
@@ -27,12 +28,30 @@ type LoadOptions struct {
 	IntraOpThreads int
 	// Monolithic also loads the manifest's monolithic file (benchmarks).
 	Monolithic bool
+	// Provider is the execution provider: "cpu" (the default), "cuda" or
+	// "tensorrt" (TensorRT, with CUDA behind it for the nodes TensorRT does
+	// not take). When the ONNX Runtime library lacks the provider (the npm
+	// build is CPU-only), the model runs on the CPU and Fallback says why.
+	Provider string
+	// Logger receives the provider fallback (default: discarded).
+	Logger *slog.Logger
 }
+
+// Execution providers for LoadOptions.Provider.
+const (
+	ProviderCPU      = "cpu"
+	ProviderCUDA     = "cuda"
+	ProviderTensorRT = "tensorrt"
+)
 
 // Model is a loaded multi-exit model. It is safe for concurrent use; a
 // State is not.
 type Model struct {
 	Manifest *Manifest
+	// Provider is the execution provider the sessions run on.
+	Provider string
+	// Fallback, when set, is why the requested provider is not in use.
+	Fallback string
 	stages   []*stage
 	mono     *ort.DynamicAdvancedSession
 	monoOuts int
@@ -76,11 +95,15 @@ func LoadFS(fsys fs.FS, dir string, opt LoadOptions) (*Model, error) {
 			m.Close()
 		}
 	}()
-	so, err := sessionOptions(opt)
+	so, provider, fallback, err := sessionOptions(opt)
 	if err != nil {
 		return nil, err
 	}
 	defer so.Destroy()
+	m.Provider, m.Fallback = provider, fallback
+	if fallback != "" && opt.Logger != nil {
+		opt.Logger.Warn("execution provider not available; running on the CPU", "model", man.ID(), "requested", opt.Provider, "reason", fallback)
+	}
 	bad := func(file, format string, a ...any) error {
 		return fmt.Errorf("%s: %w: %s", joinFS(dir, file), ErrBadModel, fmt.Sprintf(format, a...))
 	}
@@ -170,10 +193,10 @@ func LoadFS(fsys fs.FS, dir string, opt LoadOptions) (*Model, error) {
 	return m, nil
 }
 
-func sessionOptions(opt LoadOptions) (*ort.SessionOptions, error) {
-	so, err := ort.NewSessionOptions()
+func sessionOptions(opt LoadOptions) (so *ort.SessionOptions, provider, fallback string, err error) {
+	so, err = ort.NewSessionOptions()
 	if err != nil {
-		return nil, fmt.Errorf("session options: %w", err)
+		return nil, "", "", fmt.Errorf("session options: %w", err)
 	}
 	threads := opt.IntraOpThreads
 	if threads <= 0 {
@@ -187,10 +210,54 @@ func sessionOptions(opt LoadOptions) (*ort.SessionOptions, error) {
 	} {
 		if err := set(); err != nil {
 			so.Destroy()
-			return nil, fmt.Errorf("session options: %w", err)
+			return nil, "", "", fmt.Errorf("session options: %w", err)
 		}
 	}
-	return so, nil
+	switch opt.Provider {
+	case "", ProviderCPU:
+		return so, ProviderCPU, "", nil
+	case ProviderCUDA:
+		if err := appendCUDA(so); err != nil {
+			return so, ProviderCPU, err.Error(), nil
+		}
+		return so, ProviderCUDA, "", nil
+	case ProviderTensorRT:
+		if err := appendTensorRT(so); err != nil {
+			return so, ProviderCPU, err.Error(), nil
+		}
+		// CUDA takes what TensorRT does not; without it the CPU does.
+		if err := appendCUDA(so); err != nil {
+			return so, ProviderTensorRT, "", nil
+		}
+		return so, ProviderTensorRT, "", nil
+	default:
+		so.Destroy()
+		return nil, "", "", fmt.Errorf("execution provider %q: want cpu, cuda or tensorrt", opt.Provider)
+	}
+}
+
+func appendCUDA(so *ort.SessionOptions) error {
+	o, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return fmt.Errorf("cuda: %w", err)
+	}
+	defer o.Destroy()
+	if err := so.AppendExecutionProviderCUDA(o); err != nil {
+		return fmt.Errorf("cuda: %w", err)
+	}
+	return nil
+}
+
+func appendTensorRT(so *ort.SessionOptions) error {
+	o, err := ort.NewTensorRTProviderOptions()
+	if err != nil {
+		return fmt.Errorf("tensorrt: %w", err)
+	}
+	defer o.Destroy()
+	if err := so.AppendExecutionProviderTensorRT(o); err != nil {
+		return fmt.Errorf("tensorrt: %w", err)
+	}
+	return nil
 }
 
 func names(infos []ort.InputOutputInfo) string {

@@ -273,3 +273,32 @@ func TestRunBatchEqualsSingle(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderFallback asks for CUDA and TensorRT from the CPU-only ONNX
+// Runtime build: the model still loads, runs on the CPU, and says why.
+func TestProviderFallback(t *testing.T) {
+	dir := writeTiny(t, modeltest.Options{})
+	for _, p := range []string{models.ProviderCUDA, models.ProviderTensorRT} {
+		m, err := models.Load(dir, models.LoadOptions{Provider: p})
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if m.Provider == p {
+			// A GPU build: nothing to fall back from.
+			m.Close()
+			continue
+		}
+		if m.Provider != models.ProviderCPU || m.Fallback == "" {
+			t.Errorf("%s: provider %q fallback %q, want cpu with a reason", p, m.Provider, m.Fallback)
+		}
+		st, _ := m.NewState(1)
+		if _, err := st.RunStage(); err != nil {
+			t.Errorf("%s fallback does not run: %v", p, err)
+		}
+		st.Release()
+		m.Close()
+	}
+	if _, err := models.Load(dir, models.LoadOptions{Provider: "tpu"}); err == nil {
+		t.Fatal("unknown provider accepted")
+	}
+}

@@ -37,6 +37,7 @@ type serveFlags struct {
 	maxPayload int
 	infeasible string
 	policy     string
+	provider   string
 	conditions string
 	meter      meterFlags
 
@@ -69,6 +70,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().IntVar(&f.queueLimit, "queue-limit", 1024, "waiting requests per tenant before `overloaded`")
 	c.Flags().IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes before `too_large`")
 	c.Flags().StringVar(&f.infeasible, "infeasible", "late", "when not even exit 1 can meet a bound: late (serve exit 1) or shed")
+	c.Flags().StringVar(&f.provider, "provider", envOr("DELEN_PROVIDER", "cpu"), "ONNX Runtime execution provider: cpu, cuda or tensorrt (falls back to cpu with a log line when missing)")
 	c.Flags().StringVar(&f.policy, "policy", envOr("DELEN_POLICY", ""), "default policy of tenants that set none (default bound)")
 	c.Flags().StringVar(&f.conditions, "conditions", envOr("DELEN_CONDITIONS", ""), "JSON file of exit conditions (the reference's format) for tenants that set none")
 	f.meter.add(c)
@@ -183,7 +185,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		}
 	}
 	a, err := agent.New(ctx, agent.Config{
-		DefaultPolicy: f.policy, DefaultConditions: conditions,
+		DefaultPolicy: f.policy, DefaultConditions: conditions, Provider: f.provider,
 		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
