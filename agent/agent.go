@@ -54,6 +54,10 @@ type Config struct {
 	Provider string
 	// Meter measures stage energy (default: the model meter at 5 W).
 	Meter energy.Meter
+	// TenantDefaults are settings for tenants that have none stored yet
+	// (a configuration file's tenant-defaults); a tenant's control
+	// messages replace them, and stored settings win over them.
+	TenantDefaults map[string]schema.Settings
 	// DefaultPolicy serves tenants that name none (default "bound").
 	DefaultPolicy string
 	// DefaultConditions are the exit conditions of tenants that set none
@@ -273,6 +277,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		a.closeModels()
 		return nil, fmt.Errorf("agent: read tenant settings: %w", err)
+	}
+	for name, set := range cfg.TenantDefaults {
+		if _, ok := stored[name]; !ok {
+			stored[name] = set
+		}
 	}
 	for name, set := range stored {
 		a.tenants[name] = &tenant{settings: set, policies: map[string]policies.Policy{}}

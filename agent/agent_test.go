@@ -762,3 +762,22 @@ func TestTenantAdmissionLimits(t *testing.T) {
 		t.Fatalf("late tenant, infeasible bound: %s exit %d bound_met %v", r.Status, r.Exit, r.BoundMet)
 	}
 }
+
+// TestTenantDefaultsFromConfig: a configuration's tenant defaults apply
+// to a tenant without stored settings, and its control messages replace them.
+func TestTenantDefaultsFromConfig(t *testing.T) {
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	startAgent(t, url, t.TempDir(), func(c *agent.Config) {
+		c.TenantDefaults = map[string]schema.Settings{"cam1": {Bound: schema.Bound{Exit: intp(1)}, Weight: 1}}
+	})
+	cam := newTenant(t, url, "cam1")
+	cam.send(digit("t1", 0, schema.Bound{}), schema.MsgPack)
+	if r := cam.wait("t1"); r.Exit != 1 {
+		t.Fatalf("tenant default exit 1: served exit %d", r.Exit)
+	}
+	cam.control(&schema.Control{Bound: &schema.Bound{Exit: intp(2)}})
+	cam.send(digit("t2", 0, schema.Bound{}), schema.MsgPack)
+	if r := cam.wait("t2"); r.Exit != 2 {
+		t.Fatalf("after a control message: exit %d, want 2", r.Exit)
+	}
+}

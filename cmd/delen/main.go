@@ -34,6 +34,10 @@ type globals struct {
 
 	cpuProfile string
 	stopProf   func()
+
+	logFormat string
+	// config is the --config file, when one was given.
+	config *fileConfig
 }
 
 // quietLogger logs warnings and errors only, unless --log-level is debug:
@@ -42,6 +46,9 @@ func (g *globals) quietLogger() *slog.Logger {
 	lvl := max(g.level, slog.LevelWarn)
 	if g.level <= slog.LevelDebug {
 		lvl = g.level
+	}
+	if g.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }
@@ -59,6 +66,9 @@ func newRoot() *cobra.Command {
 			}
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyConfigFile(cmd, g); err != nil {
+				return err
+			}
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -74,7 +84,14 @@ func newRoot() *cobra.Command {
 				g.stopProf = func() { pprof.StopCPUProfile(); f.Close() }
 			}
 			g.level = lvl
-			g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			switch g.logFormat {
+			case "text":
+				g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			case "json":
+				g.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			default:
+				return errBadChoice("log-format", g.logFormat, "text", "json")
+			}
 			return nil
 		},
 	}
@@ -82,6 +99,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.zoo, "zoo", envOr("DELEN_ZOO", ""), "extra model folder to load models from (besides the built-in zoo)")
 	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("DELEN_LOG_LEVEL", "info"), "debug, info, warn or error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", envOr("DELEN_LOG_FORMAT", "text"), "log format: text or json")
 	root.AddCommand(newServeCmd(g), newSendCmd(g), newHistoryCmd(g), newModelsCmd(g), newProfileCmd(g), newBenchCmd(g), newSimCmd(g), newPasswdCmd(g))
 	return root
 }

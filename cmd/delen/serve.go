@@ -18,6 +18,7 @@ import (
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/agent/tenants"
 	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
 	"github.com/spf13/cobra"
@@ -59,6 +60,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, args []string) error { return serve(cmd.Context(), g, f) },
 	}
+	c.Flags().String("config", envOr("DELEN_CONFIG", ""), "configuration file (YAML): keys are these flags' names, plus tenant-defaults; flags and DELEN_* variables override it (see delen.yaml)")
 	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", ""), "external broker URL (tcp://host:port); default: an embedded broker on --listen")
 	c.Flags().StringVar(&f.listen, "listen", envOr("DELEN_LISTEN", "127.0.0.1:1883"), "address of the embedded broker")
 	c.Flags().StringVar(&f.httpAddr, "http", envOr("DELEN_HTTP", "127.0.0.1:8080"), "address of /healthz, /readyz, /metrics, /history (empty: off)")
@@ -135,6 +137,21 @@ func isTLSURL(u string) bool {
 
 func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	log := g.log
+	switch f.infeasible {
+	case schema.InfeasibleLate, schema.InfeasibleShed:
+	default:
+		return errBadChoice("infeasible", f.infeasible, schema.InfeasibleLate, schema.InfeasibleShed)
+	}
+	switch f.provider {
+	case models.ProviderCPU, models.ProviderCUDA, models.ProviderTensorRT:
+	default:
+		return errBadChoice("provider", f.provider, models.ProviderCPU, models.ProviderCUDA, models.ProviderTensorRT)
+	}
+	var tenantDefaults map[string]schema.Settings
+	if g.config != nil {
+		tenantDefaults = g.config.tenants
+		log.Info("configuration file", "path", g.config.path, "keys", len(g.config.fromFile), "tenant_defaults", len(tenantDefaults))
+	}
 	topics := schema.Topics{Prefix: f.prefix}
 	auth, agentUser, agentPassword, agentTLS, err := f.security(topics)
 	if err != nil {
@@ -185,7 +202,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		}
 	}
 	a, err := agent.New(ctx, agent.Config{
-		DefaultPolicy: f.policy, DefaultConditions: conditions, Provider: f.provider,
+		DefaultPolicy: f.policy, DefaultConditions: conditions, Provider: f.provider, TenantDefaults: tenantDefaults,
 		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
