@@ -237,6 +237,9 @@ type Agent struct {
 	inflight   map[string]*job // tenant/id → job, for duplicates delivered while it runs
 	active     sync.WaitGroup  // jobs admitted and not yet published
 
+	// warnDedupe rate-limits the log line of failing dedupe writes.
+	warnDedupe rateLimit
+
 	// queueDelay is an exponentially weighted mean of how long a stage
 	// waits in the scheduler (float64 bits), for load-aware policies.
 	queueDelay atomic.Uint64
@@ -289,6 +292,22 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, a.log, a.metrics)
 	return a, nil
+}
+
+// rateLimit lets one event through a minute.
+type rateLimit struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (r *rateLimit) allow(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.last) < time.Minute {
+		return false
+	}
+	r.last = now
+	return true
 }
 
 // observeQueueDelay folds one stage's wait into the running mean.

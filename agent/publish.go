@@ -54,7 +54,9 @@ func (a *Agent) publish(ctx context.Context, j *job) {
 	if r.Status != schema.StatusError {
 		if err := a.cfg.Store.PutDedupe(j.tenant, j.req.ID, store.Dedupe{Topic: j.topic, QoS: j.qos, Payload: payload}, a.cfg.DedupeTTL); err != nil {
 			a.metrics.storeErrors.Inc()
-			a.log.Warn("dedupe record not written", "tenant", j.tenant, "id", r.ID, "err", err)
+			if a.warnDedupe.allow(time.Now()) {
+				a.log.Warn("dedupe records not written; results are still published (at most one such line a minute)", "tenant", j.tenant, "id", r.ID, "err", err)
+			}
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

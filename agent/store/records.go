@@ -17,6 +17,9 @@ func TenantKey(tenant string) []byte { return []byte("tenant/" + tenant) }
 
 // PutTenant stores a tenant's effective settings.
 func (s *Store) PutTenant(tenant string, set schema.Settings) error {
+	if err := s.roomToWrite(); err != nil {
+		return err
+	}
 	b, err := json.Marshal(set)
 	if err != nil {
 		return err
@@ -56,6 +59,9 @@ type Dedupe struct {
 
 // PutDedupe records the result sent for tenant's request id, kept for ttl.
 func (s *Store) PutDedupe(tenant, id string, d Dedupe, ttl time.Duration) error {
+	if err := s.roomToWrite(); err != nil {
+		return err
+	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		return err
@@ -111,6 +117,9 @@ func HistoryKey(tenant string, at time.Time, id string) []byte {
 
 // AppendHistory writes records in one batch, each kept for ttl.
 func (s *Store) AppendHistory(recs []Record, ttl time.Duration) error {
+	if err := s.roomToWrite(); err != nil {
+		return err
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for i := range recs {

@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/delen-edge/delen/models/profile"
 	badger "github.com/dgraph-io/badger/v4"
@@ -21,6 +24,18 @@ import (
 
 // ErrNotFound is returned when a key has no value.
 var ErrNotFound = errors.New("not found")
+
+// ErrNoSpace is returned by writes when the data folder's file system has
+// less free space than minFree: Badger writes its log through memory-mapped
+// files, and a write into a mapped page that the file system cannot back
+// kills the process (SIGBUS), so the store refuses to write instead.
+var ErrNoSpace = errors.New("data folder is full")
+
+// minFree is the free space below which writes are refused: four memtables'
+// worth, what Badger may map ahead of writing.
+const minFree = 4 * memTableSize
+
+const memTableSize = 8 << 20
 
 // Options tunes the store. The zero value suits a small edge device.
 type Options struct {
@@ -34,7 +49,15 @@ type Options struct {
 type Store struct {
 	db  *badger.DB
 	log *slog.Logger
+	dir string // "" for an in-memory store
+	// The free-space check is cached for spaceCheckEvery: statfs on every
+	// write would cost a system call per request.
+	spaceMu  sync.Mutex
+	spaceAt  time.Time
+	spaceErr error
 }
+
+const spaceCheckEvery = 100 * time.Millisecond
 
 // Open opens (creating when needed) the store in dir.
 func Open(dir string, opt Options) (*Store, error) {
@@ -44,7 +67,7 @@ func Open(dir string, opt Options) (*Store, error) {
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log}).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(memTableSize).
 		WithValueLogFileSize(64 << 20).
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(8 << 20).
@@ -57,7 +80,31 @@ func Open(dir string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	return &Store{db: db, log: log}, nil
+	st := &Store{db: db, log: log}
+	if !opt.InMemory {
+		st.dir = dir
+	}
+	return st, nil
+}
+
+// roomToWrite reports ErrNoSpace when the data folder's file system is
+// nearly full (see ErrNoSpace).
+func (s *Store) roomToWrite() error {
+	if s.dir == "" {
+		return nil
+	}
+	s.spaceMu.Lock()
+	defer s.spaceMu.Unlock()
+	if now := time.Now(); now.Sub(s.spaceAt) >= spaceCheckEvery {
+		s.spaceAt, s.spaceErr = now, nil
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(s.dir, &fs); err == nil {
+			if free := uint64(fs.Bavail) * uint64(fs.Bsize); free < minFree {
+				s.spaceErr = fmt.Errorf("%w (%s: %d MiB free, writes need %d MiB)", ErrNoSpace, s.dir, free>>20, minFree>>20)
+			}
+		}
+	}
+	return s.spaceErr
 }
 
 // Close flushes and closes the database.
@@ -73,6 +120,9 @@ func profileKey(model, version, device string) []byte {
 // PutProfile stores p under profile/<model>@<version>/<device>.
 func (s *Store) PutProfile(p *profile.Profile) error {
 	if err := p.Validate(); err != nil {
+		return err
+	}
+	if err := s.roomToWrite(); err != nil {
 		return err
 	}
 	b, err := json.Marshal(p)
