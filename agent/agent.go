@@ -25,6 +25,7 @@ import (
 	"github.com/delen-edge/delen/models/zoo"
 	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is the agent's configuration. Zero values take the defaults
@@ -291,6 +292,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.sched.setWeight(name, weightOf(set))
 	}
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, a.log, a.metrics)
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_bytes",
+		Help: "Size of the Badger store on disk (LSM tree and value log)."}, func() float64 { return float64(cfg.Store.Size()) }))
 	return a, nil
 }
 

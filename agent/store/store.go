@@ -110,6 +110,12 @@ func (s *Store) roomToWrite() error {
 // Close flushes and closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// Size is the store's size on disk in bytes (LSM tree and value log).
+func (s *Store) Size() int64 {
+	lsm, vlog := s.db.Size()
+	return lsm + vlog
+}
+
 // DB exposes the Badger handle for maintenance tools.
 func (s *Store) DB() *badger.DB { return s.db }
 
