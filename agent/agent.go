@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,6 +184,46 @@ type servedModel struct {
 	m       *models.Model
 	profile atomic.Pointer[profile.Profile]
 	live    *liveProfile
+
+	// Requests hold a reference while they are in flight; a replaced or
+	// removed model is closed when the last one lets go.
+	mu      sync.Mutex
+	refs    int
+	retired bool
+}
+
+// acquire takes a reference; false once the model is retired.
+func (sm *servedModel) acquire() bool {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if sm.retired {
+		return false
+	}
+	sm.refs++
+	return true
+}
+
+// release lets a reference go, closing a retired model with the last one.
+func (sm *servedModel) release() {
+	sm.mu.Lock()
+	sm.refs--
+	done := sm.retired && sm.refs == 0
+	sm.mu.Unlock()
+	if done {
+		sm.m.Close()
+	}
+}
+
+// retire takes the model out of service: new requests no longer see it,
+// and it closes once the requests in flight on it have finished.
+func (sm *servedModel) retire() {
+	sm.mu.Lock()
+	sm.retired = true
+	done := sm.refs == 0
+	sm.mu.Unlock()
+	if done {
+		sm.m.Close()
+	}
 }
 
 // tenant is one tenant's settings, policy instances and rate limiter.
@@ -220,16 +261,17 @@ func (t *tenant) admit(now time.Time) bool {
 
 // Agent serves requests. Create it with New and run it with Run.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	topics  schema.Topics
-	models  map[string]*servedModel
-	sched   *scheduler
-	client  *broker.Client
-	results chan *job
-	running atomic.Int32 // stages running now (workers and inline)
-	hist    *historyWriter
-	metrics *Metrics
+	cfg      Config
+	log      *slog.Logger
+	topics   schema.Topics
+	modelsMu sync.RWMutex
+	models   map[string]*servedModel
+	sched    *scheduler
+	client   *broker.Client
+	results  chan *job
+	running  atomic.Int32 // stages running now (workers and inline)
+	hist     *historyWriter
+	metrics  *Metrics
 
 	tenantsMu sync.Mutex
 	tenants   map[string]*tenant
@@ -345,40 +387,145 @@ func (a *Agent) loadModels(ctx context.Context) error {
 	if err != nil {
 		a.log.Warn("some model folders could not be read", "err", err)
 	}
-	device := profile.DeviceID()
 	for _, e := range list {
-		m, err := e.Load(models.LoadOptions{Provider: a.cfg.Provider, Logger: a.log})
+		sm, err := a.loadOne(ctx, e)
 		if err != nil {
+			var pe *profileError
+			if errors.As(err, &pe) {
+				return err
+			}
 			a.log.Error("model not loaded", "model", e.Name, "source", e.Source, "err", err)
 			continue
 		}
-		sm := &servedModel{name: e.Name, m: m, live: newLiveProfile(m.Exits())}
-		p, err := a.cfg.Store.Profile(m.Manifest.Name, m.Manifest.Version, device)
-		if errors.Is(err, store.ErrNotFound) {
-			a.log.Info("profiling model on first start", "model", m.Manifest.ID(), "device", device, "runs", a.cfg.ProfileRuns)
-			data, _ := zoo.ValidationData(m.Manifest)
-			p, err = models.Profile(ctx, m, a.cfg.Meter, models.ProfileOptions{
-				Runs: a.cfg.ProfileRuns, Device: device, Data: data,
-				Progress: func(s string) { a.log.Info("profiling", "model", m.Manifest.ID(), "progress", s) },
-			})
-			if err == nil {
-				err = a.cfg.Store.PutProfile(p)
-			}
-		}
-		if err != nil {
-			m.Close()
-			return fmt.Errorf("profile %s: %w", e.Name, err)
-		}
-		sm.profile.Store(p)
 		a.models[e.Name] = sm
-		a.log.Info("model loaded", "model", m.Manifest.ID(), "exits", m.Exits(), "source", e.Source, "provider", m.Provider)
 	}
 	return nil
 }
 
+// profileError is a model that loaded but could not be profiled.
+type profileError struct{ err error }
+
+func (e *profileError) Error() string { return e.err.Error() }
+func (e *profileError) Unwrap() error { return e.err }
+
+// loadOne loads a zoo entry and its profile for this device (profiling it
+// when the store has none).
+func (a *Agent) loadOne(ctx context.Context, e zoo.Entry) (*servedModel, error) {
+	m, err := e.Load(models.LoadOptions{Provider: a.cfg.Provider, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	device := profile.DeviceID()
+	sm := &servedModel{name: e.Name, m: m, live: newLiveProfile(m.Exits())}
+	p, err := a.cfg.Store.Profile(m.Manifest.Name, m.Manifest.Version, device)
+	if errors.Is(err, store.ErrNotFound) {
+		a.log.Info("profiling model", "model", m.Manifest.ID(), "device", device, "runs", a.cfg.ProfileRuns)
+		data, _ := zoo.ValidationData(m.Manifest)
+		p, err = models.Profile(ctx, m, a.cfg.Meter, models.ProfileOptions{
+			Runs: a.cfg.ProfileRuns, Device: device, Data: data,
+			Progress: func(s string) { a.log.Info("profiling", "model", m.Manifest.ID(), "progress", s) },
+		})
+		if err == nil {
+			err = a.cfg.Store.PutProfile(p)
+		}
+	}
+	if err != nil {
+		m.Close()
+		return nil, &profileError{fmt.Errorf("profile %s: %w", e.Name, err)}
+	}
+	sm.profile.Store(p)
+	a.log.Info("model loaded", "model", m.Manifest.ID(), "exits", m.Exits(), "source", e.Source, "provider", m.Provider)
+	return sm, nil
+}
+
+// model returns the served model called name with a reference taken (the
+// caller releases it), or nil.
+func (a *Agent) model(name string) *servedModel {
+	for {
+		a.modelsMu.RLock()
+		sm := a.models[name]
+		a.modelsMu.RUnlock()
+		if sm == nil || sm.acquire() {
+			return sm
+		}
+		// Retired between the lookup and the reference: look again.
+	}
+}
+
+// servedModels returns the models in service now.
+func (a *Agent) servedModels() []*servedModel {
+	a.modelsMu.RLock()
+	defer a.modelsMu.RUnlock()
+	out := make([]*servedModel, 0, len(a.models))
+	for _, sm := range a.models {
+		out = append(out, sm)
+	}
+	return out
+}
+
+// Reload brings the served models in line with the zoo: a new model folder
+// is loaded (and profiled if needed), a model whose version changed is
+// replaced, a model whose folder is gone is removed (but never the default
+// model). Requests in flight finish on the version they started on; the old
+// version closes after them. It reports what changed.
+func (a *Agent) Reload(ctx context.Context) (added, replaced, removed []string, err error) {
+	list, lerr := a.cfg.Zoo.List()
+	if lerr != nil {
+		a.log.Warn("some model folders could not be read", "err", lerr)
+	}
+	seen := map[string]bool{}
+	for _, e := range list {
+		seen[e.Name] = true
+		a.modelsMu.RLock()
+		cur := a.models[e.Name]
+		a.modelsMu.RUnlock()
+		if cur != nil && cur.m.Manifest.Version == e.Manifest.Version {
+			continue
+		}
+		sm, err := a.loadOne(ctx, e)
+		if err != nil {
+			a.log.Error("model not (re)loaded; the current version stays", "model", e.Name, "err", err)
+			continue
+		}
+		a.modelsMu.Lock()
+		old := a.models[e.Name]
+		a.models[e.Name] = sm
+		a.modelsMu.Unlock()
+		if old != nil {
+			old.retire()
+			replaced = append(replaced, e.Name)
+			a.log.Info("model replaced", "model", e.Name, "old", old.m.Manifest.Version, "new", e.Manifest.Version)
+		} else {
+			added = append(added, e.Name)
+		}
+	}
+	a.modelsMu.Lock()
+	for name, sm := range a.models {
+		if !seen[name] && name != a.cfg.DefaultModel && lerr == nil {
+			delete(a.models, name)
+			sm.retire()
+			removed = append(removed, name)
+			a.log.Info("model removed", "model", name)
+		}
+	}
+	a.modelsMu.Unlock()
+	return added, replaced, removed, nil
+}
+
+// zooFingerprint names every model folder and version of the zoo, to notice
+// changes cheaply.
+func (a *Agent) zooFingerprint() string {
+	list, _ := a.cfg.Zoo.List()
+	var b strings.Builder
+	for _, e := range list {
+		b.WriteString(e.Name + "@" + e.Manifest.Version + " ")
+	}
+	return b.String()
+}
+
 // persistProfiles stores the profiles that live runs have refreshed.
 func (a *Agent) persistProfiles() {
-	for _, sm := range a.models {
+	for _, sm := range a.servedModels() {
 		if !sm.live.takeDirty() {
 			continue
 		}
@@ -391,15 +538,19 @@ func (a *Agent) persistProfiles() {
 
 // Profile returns the profile the agent currently uses for model name.
 func (a *Agent) Profile(name string) *profile.Profile {
-	if sm := a.models[name]; sm != nil {
+	if sm := a.model(name); sm != nil {
+		defer sm.release()
 		return sm.profile.Load()
 	}
 	return nil
 }
 
 func (a *Agent) closeModels() {
-	for _, m := range a.models {
-		m.m.Close()
+	a.modelsMu.Lock()
+	defer a.modelsMu.Unlock()
+	for name, sm := range a.models {
+		sm.retire()
+		delete(a.models, name)
 	}
 }
 
@@ -485,6 +636,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(a.cfg.StatusInterval)
 	defer tick.Stop()
+	zooSeen := a.zooFingerprint()
 loop:
 	for {
 		select {
@@ -493,6 +645,10 @@ loop:
 		case <-tick.C:
 			a.publishStatus(ctx, "online")
 			a.persistProfiles()
+			if fp := a.zooFingerprint(); fp != zooSeen {
+				zooSeen = fp
+				a.Reload(ctx)
+			}
 		}
 	}
 

@@ -781,3 +781,74 @@ func TestTenantDefaultsFromConfig(t *testing.T) {
 		t.Fatalf("after a control message: exit %d, want 2", r.Exit)
 	}
 }
+
+// TestModelLifecycle adds, replaces and removes a model at run time: a new
+// folder is served after Reload, a new version replaces the old one (with
+// its own profile, keyed by version), and a removed folder's model answers
+// unknown_model, while the default model keeps serving throughout.
+func TestModelLifecycle(t *testing.T) {
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	dir := t.TempDir()
+	r := startAgent(t, url, dir, nil)
+	cam := newTenant(t, url, "cam1")
+	tinyReq := func(id string) *schema.Request {
+		return &schema.Request{ID: id, Model: "tiny", Input: schema.NewFloat32Tensor([]int{1, 8, 8}, make([]float32, 64))}
+	}
+	cam.send(tinyReq("before"), schema.MsgPack)
+	if res := cam.wait("before"); res.Error == nil || res.Error.Code != schema.CodeUnknownModel {
+		t.Fatalf("tiny before it exists: %+v", res)
+	}
+	folder := filepath.Join(dir, "models", "tiny")
+	if _, err := modeltest.Write(folder, modeltest.Options{Name: "tiny"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if added, _, _, _ := r.a.Reload(ctx); len(added) != 1 || added[0] != "tiny" {
+		t.Fatalf("reload after adding a folder: added %v", added)
+	}
+	cam.send(tinyReq("added"), schema.MsgPack)
+	if res := cam.wait("added"); res.Status != schema.StatusOK || res.Model != "tiny" || res.Exits != 3 {
+		t.Fatalf("tiny after it was added: %+v", res)
+	}
+	// Version 2: two stages instead of three.
+	os.RemoveAll(folder)
+	if _, err := modeltest.Write(folder, modeltest.Options{Name: "tiny", Stages: 2}); err != nil {
+		t.Fatal(err)
+	}
+	editVersion(t, folder, "2")
+	if _, replaced, _, _ := r.a.Reload(ctx); len(replaced) != 1 {
+		t.Fatalf("reload after a new version: replaced %v", replaced)
+	}
+	if p := r.a.Profile("tiny"); p == nil || p.Version != "2" {
+		t.Fatalf("profile after the replacement: %+v", p)
+	}
+	cam.send(tinyReq("replaced"), schema.MsgPack)
+	if res := cam.wait("replaced"); res.Status != schema.StatusOK || res.Exits != 2 {
+		t.Fatalf("tiny v2: %+v", res)
+	}
+	os.RemoveAll(folder)
+	if _, _, removed, _ := r.a.Reload(ctx); len(removed) != 1 {
+		t.Fatalf("reload after removing the folder: removed %v", removed)
+	}
+	cam.send(tinyReq("removed"), schema.MsgPack)
+	if res := cam.wait("removed"); res.Error == nil || res.Error.Code != schema.CodeUnknownModel {
+		t.Fatalf("tiny after removal: %+v", res)
+	}
+	cam.send(digit("default", 0, schema.Bound{}), schema.MsgPack)
+	if res := cam.wait("default"); res.Status != schema.StatusOK {
+		t.Fatalf("default model after the changes: %s", res.Status)
+	}
+}
+
+func editVersion(t *testing.T, folder, version string) {
+	t.Helper()
+	p := filepath.Join(folder, "manifest.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte(`"version": "1"`), []byte(`"version": "`+version+`"`), 1)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

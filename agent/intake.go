@@ -82,11 +82,17 @@ func (a *Agent) onRequest(msg broker.Message) {
 	if modelName == "" {
 		modelName = a.cfg.DefaultModel
 	}
-	sm := a.models[modelName]
+	sm := a.model(modelName)
 	if sm == nil {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", modelName), msg)
 		return
 	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			sm.release()
+		}
+	}()
 	input, err := a.inputFor(sm, &req.Input)
 	if err != nil {
 		a.answerError(tenantName, req, enc, qos, topic, err, msg)
@@ -139,11 +145,13 @@ func (a *Agent) onRequest(msg broker.Message) {
 	a.inflight[key] = j
 	a.inflightMu.Unlock()
 	a.active.Add(1)
+	admitted = true // the job's reference is released after its publish
 	if err := a.sched.pushWake(&j.task, false, limit, false); err != nil {
 		a.inflightMu.Lock()
 		delete(a.inflight, key)
 		a.inflightMu.Unlock()
 		a.active.Done()
+		admitted = false
 		code := schema.CodeOverloaded
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(code, "tenant %s has %d requests waiting: %v", tenantName, limit, err), msg)
 		return

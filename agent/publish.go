@@ -26,6 +26,7 @@ func (a *Agent) publishLoop(ctx context.Context) {
 
 func (a *Agent) publish(ctx context.Context, j *job) {
 	defer a.active.Done()
+	defer j.model.release()
 	r := j.result
 	r.LatencyMS = ms(time.Since(j.arrival))
 	if r.Status == schema.StatusOK {
@@ -124,8 +125,8 @@ func statusPayload(state string, a *Agent, extra map[string]any) ([]byte, error)
 		s["uptime_s"] = int(time.Since(a.started).Seconds())
 		s["queued"] = a.sched.len()
 		var names []string
-		for n := range a.models {
-			names = append(names, n)
+		for _, sm := range a.servedModels() {
+			names = append(names, sm.name)
 		}
 		s["models"] = names
 	}
@@ -177,8 +178,12 @@ func (a *Agent) onControl(msg broker.Message) {
 			err = schema.Errorf(schema.CodeBadRequest, "%v", perr)
 		}
 	}
-	if err == nil && c.Model != nil && *c.Model != "" && a.models[*c.Model] == nil {
-		err = schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", *c.Model)
+	if err == nil && c.Model != nil && *c.Model != "" {
+		if sm := a.model(*c.Model); sm == nil {
+			err = schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", *c.Model)
+		} else {
+			sm.release()
+		}
 	}
 	t := a.tenantFor(tenantName)
 	if err != nil {

@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/delen-edge/delen/agent"
@@ -222,6 +224,22 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		defer srv.Close()
 		log.Info("http listening", "addr", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics /history")
 	}
+	// SIGHUP reloads the model zoo (the agent also notices changed model
+	// folders on its own at every status interval).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				added, replaced, removed, _ := a.Reload(ctx)
+				log.Info("models reloaded (SIGHUP)", "added", added, "replaced", replaced, "removed", removed)
+			}
+		}
+	}()
 	return a.Run(ctx)
 }
 
