@@ -632,7 +632,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ready.Store(true)
 	close(a.readyCh)
 	a.log.Info("agent ready", "agent", a.cfg.AgentID, "broker", a.cfg.BrokerURL, "requests", reqFilter,
-		"models", len(a.models), "workers", a.cfg.Workers)
+		"models", len(a.servedModels()), "workers", a.cfg.Workers)
 
 	tick := time.NewTicker(a.cfg.StatusInterval)
 	defer tick.Stop()
