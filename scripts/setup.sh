@@ -62,10 +62,30 @@ provision_mosquitto() {
 	echo "setup: mosquitto installed"
 }
 
+# provision_cross installs what the arm64 build and its test need: Debian's
+# aarch64 cross compiler (cgo) and qemu-user to run the result here.
+provision_cross() {
+	if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
+		echo "setup: arm64 cross toolchain and qemu-user present"
+		return
+	fi
+	if [[ "${DELEN_SKIP_CROSS:-}" == 1 ]]; then
+		echo "setup: skipping the arm64 cross toolchain (DELEN_SKIP_CROSS=1)"
+		return
+	fi
+	echo "setup: installing gcc-aarch64-linux-gnu and qemu-user (Debian packages)"
+	local sudo=""
+	[[ "$(id -u)" == 0 ]] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user >/dev/null
+	echo "setup: arm64 cross toolchain installed"
+}
+
 case "${1:-all}" in
 ort) provision_ort ;;
 mosquitto) provision_mosquitto ;;
+cross) provision_cross ;;
 ort-path) arch="$(arch_dir "${2:-}")"; echo "${DELEN_ORT_LIB:-$cache/$arch/libonnxruntime.so.1}" ;;
-all) provision_ort; provision_mosquitto ;;
-*) echo "usage: $0 [all|ort|mosquitto|ort-path [arch]]" >&2; exit 2 ;;
+all) provision_ort; provision_mosquitto; provision_cross ;;
+*) echo "usage: $0 [all|ort|mosquitto|cross|ort-path [arch]]" >&2; exit 2 ;;
 esac
