@@ -75,7 +75,9 @@ type Config struct {
 	// off). Batches take only what is already waiting: batching never
 	// delays a request.
 	MaxBatch int
-	// Publishers publish results in parallel (default 4).
+	// Publishers publish results in parallel (default 16); each waits for
+	// the broker's acknowledgement of its result, so more of them keep one
+	// tenant's burst of results from holding up another tenant's.
 	Publishers int
 	// MaxPayload is the largest request accepted, in bytes (default 4 MiB).
 	MaxPayload int
@@ -139,7 +141,7 @@ func (c *Config) defaults() error {
 		c.MaxBatch = 8
 	}
 	if c.Publishers <= 0 {
-		c.Publishers = 4
+		c.Publishers = 16
 	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 4 << 20

@@ -167,6 +167,11 @@ func (e *Embedded) Start(ctx context.Context) error {
 	if e.cfg.MessageExpiry > 0 && caps.MaximumMessageExpiryInterval == 0 {
 		caps.MaximumMessageExpiryInterval = 1
 	}
+	// A client may hold up to 65,535 unacknowledged QoS 1/2 messages
+	// (mochi's default, 8,192, drops the rest): the agent acknowledges a
+	// request only once its result is out, so a burst is held at the broker
+	// for it rather than lost.
+	caps.MaximumInflight = math.MaxUint16
 	caps.MaximumSessionExpiryInterval = math.MaxUint32
 	if e.cfg.SessionExpiry > 0 {
 		caps.MaximumSessionExpiryInterval = uint32(min(int64(e.cfg.SessionExpiry/time.Second)+1, math.MaxUint32))
