@@ -34,7 +34,8 @@ build-arm64:
 	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc $(GO) build -o bin/delen-arm64 ./cmd/delen
 
 ## run: provision and serve with the embedded broker
-run: setup build
+run: build
+	@./scripts/setup.sh ort
 	DELEN_ORT_LIB=$(ORT_LIB) ./bin/delen serve --data $(DATA)
 
 ## test: everything CI runs
