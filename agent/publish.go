@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/delen-edge/delen/agent/store"
@@ -110,7 +111,7 @@ func (a *Agent) observe(j *job, r *schema.Result) {
 	m.latency.WithLabelValues(j.tenant).Observe(r.LatencyMS / 1000)
 	m.energy.WithLabelValues(j.tenant).Add(r.EnergyMJ)
 	if r.Exit > 0 {
-		m.exits.WithLabelValues(j.tenant, j.model.name, itoa(r.Exit)).Inc()
+		m.exits.WithLabelValues(j.tenant, j.model.name, strconv.Itoa(r.Exit)).Inc()
 	}
 	if r.BoundMet != nil && !*r.BoundMet {
 		m.boundMisses.WithLabelValues(j.tenant).Inc()
@@ -221,14 +222,6 @@ func (a *Agent) publishState(tenantName string, set schema.Settings, enc schema.
 	if err := a.client.Publish(ctx, a.topics.State(tenantName), 1, true, payload); err != nil {
 		a.log.Warn("publish state", "tenant", tenantName, "err", err)
 	}
-}
-
-func itoa(i int) string {
-	if i >= 0 && i < 10 {
-		return string(rune('0' + i))
-	}
-	b, _ := json.Marshal(i)
-	return string(b)
 }
 
 // stateEncoding encodes a tenant's settings for the state topic; when a

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/delen-edge/delen/models"
@@ -152,7 +153,7 @@ func (a *Agent) setNextStage(j *job) {
 	}
 	j.task.group = ""
 	if j.done < j.model.m.Exits() && j.model.m.DynamicBatch(j.done) {
-		j.task.group = j.model.name + "/" + itoa(j.done)
+		j.task.group = j.model.name + "/" + strconv.Itoa(j.done)
 	}
 }
 
@@ -188,7 +189,7 @@ func (a *Agent) runStage(jobs []*job) error {
 	if len(jobs) == 1 && m.live.observe(exit-1, ms(dt), mj) {
 		m.profile.Store(m.live.refresh(m.profile.Load(), time.Now()))
 	}
-	a.metrics.stageSeconds.WithLabelValues(m.name, itoa(exit)).Observe(dt.Seconds())
+	a.metrics.stageSeconds.WithLabelValues(m.name, strconv.Itoa(exit)).Observe(dt.Seconds())
 	a.metrics.batchSize.Observe(float64(len(jobs)))
 	for _, j := range jobs {
 		j.compute += dt

@@ -109,36 +109,34 @@ func EncodeResult(r *Result, enc Encoding) ([]byte, error) {
 // DecodeResult decodes a result payload (for clients), with the same
 // encoding detection, limits and error reporting as DecodeRequest.
 func DecodeResult(payload []byte, maxBytes int) (*Result, Encoding, error) {
+	return decodePayload(payload, maxBytes, false, decodeResult)
+}
+
+// decodePayload is the common path of the decoders: encoding detection,
+// the size limit, the empty payload (an error unless emptyOK), then dec.
+func decodePayload[T any](payload []byte, maxBytes int, emptyOK bool, dec func(reader, *T) *Error) (*T, Encoding, error) {
 	enc := DetectEncoding(payload)
-	res := &Result{}
+	v := new(T)
 	if err := checkSize(payload, maxBytes); err != nil {
-		return res, enc, err
+		return v, enc, err
 	}
 	if isBlank(payload) {
-		return res, enc, badRequest("payload: empty")
+		if emptyOK {
+			return v, enc, nil
+		}
+		return v, enc, badRequest("payload: empty")
 	}
-	if err := decodeResult(newReader(payload, enc), res); err != nil {
-		return res, enc, err
+	if err := dec(newReader(payload, enc), v); err != nil {
+		return v, enc, err
 	}
-	return res, enc, nil
+	return v, enc, nil
 }
 
 // DecodeControl decodes a control payload. It does not validate: call
 // Control.Validate. An empty payload (MQTT's way of clearing a retained
 // message) decodes to an empty Control, which changes nothing.
 func DecodeControl(payload []byte, maxBytes int) (*Control, Encoding, error) {
-	enc := DetectEncoding(payload)
-	c := &Control{}
-	if err := checkSize(payload, maxBytes); err != nil {
-		return c, enc, err
-	}
-	if isBlank(payload) {
-		return c, enc, nil
-	}
-	if err := decodeControl(newReader(payload, enc), c); err != nil {
-		return c, enc, err
-	}
-	return c, enc, nil
+	return decodePayload(payload, maxBytes, true, decodeControl)
 }
 
 // EncodeControl encodes a control message (for clients).
@@ -154,18 +152,7 @@ func EncodeSettings(s *Settings, enc Encoding) ([]byte, error) {
 
 // DecodeSettings decodes settings as published on the state topic.
 func DecodeSettings(payload []byte, maxBytes int) (*Settings, Encoding, error) {
-	enc := DetectEncoding(payload)
-	s := &Settings{}
-	if err := checkSize(payload, maxBytes); err != nil {
-		return s, enc, err
-	}
-	if isBlank(payload) {
-		return s, enc, badRequest("payload: empty")
-	}
-	if err := decodeSettings(newReader(payload, enc), s); err != nil {
-		return s, enc, err
-	}
-	return s, enc, nil
+	return decodePayload(payload, maxBytes, false, decodeSettings)
 }
 
 func encode(v any, enc Encoding, what string) ([]byte, error) {

@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/onnxgraph"
+	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/models/zoo"
 	"github.com/delen-edge/delen/schema"
 )
@@ -279,9 +279,10 @@ func Overhead(ctx context.Context, o Options) (*OverheadResult, error) {
 			o.Progress(fmt.Sprintf("overhead: %d/%d round trips", i+1, warm+o.N))
 		}
 	}
+	qa, qe := profile.Summarize(ta), profile.Summarize(te)
 	res := &OverheadResult{Broker: o.BrokerURL,
-		Agent: Side{Name: "agent (zero-cost model)", P50MS: quantile(ta, 0.5), P99MS: quantile(ta, 0.99), N: len(ta)},
-		Echo:  Side{Name: "bare MQTT echo", P50MS: quantile(te, 0.5), P99MS: quantile(te, 0.99), N: len(te)}}
+		Agent: Side{Name: "agent (zero-cost model)", P50MS: qa.P50, P99MS: qa.P99, N: len(ta)},
+		Echo:  Side{Name: "bare MQTT echo", P50MS: qe.P50, P99MS: qe.P99, N: len(te)}}
 	res.RatioP50 = res.Agent.P50MS / res.Echo.P50MS
 	res.RatioP99 = res.Agent.P99MS / res.Echo.P99MS
 	return res, nil
@@ -434,15 +435,5 @@ func Throughput(ctx context.Context, o Options) (*ThroughputResult, error) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
-
-func quantile(v []float64, q float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	i := int(q*float64(len(s))+0.999999) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
 
 func defaultWorkers() int { return runtime.GOMAXPROCS(0) }

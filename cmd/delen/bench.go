@@ -8,6 +8,7 @@ import (
 	"github.com/delen-edge/delen/broker"
 
 	"github.com/delen-edge/delen/models"
+	"github.com/delen-edge/delen/models/zoo"
 	"github.com/spf13/cobra"
 )
 
@@ -33,7 +34,7 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 			defer m.Close()
 			opt := models.BenchOptions{Reps: reps, Warmup: warmup, Batch: batch,
 				Progress: func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "\r%s", s) }}
-			if data, _ := validationData(m.Manifest); data != nil {
+			if data, _ := zoo.ValidationData(m.Manifest); data != nil {
 				per := m.Manifest.SampleSize()
 				opt.Fill = func(r int, dst []float32) {
 					for j := 0; j*per < len(dst); j++ {

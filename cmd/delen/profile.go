@@ -29,9 +29,6 @@ func (f *meterFlags) open(g *globals) (energy.Meter, error) {
 	return energy.New(f.kind, "/", energy.Options{Watts: f.watts, Rail: f.rail, Logger: g.log})
 }
 
-// validationData is the labelled data a model can be profiled on.
-func validationData(m *models.Manifest) (models.Labeled, string) { return zoo.ValidationData(m) }
-
 func newProfileCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	var runs, warmup int
@@ -50,7 +47,7 @@ func newProfileCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, dataName := validationData(m.Manifest)
+			data, dataName := zoo.ValidationData(m.Manifest)
 			stderr := cmd.ErrOrStderr()
 			fmt.Fprintf(stderr, "profiling %s on %s (energy: %s; %d runs per stage", m.Manifest.ID(), profile.DeviceID(), meter.Name(), runs)
 			if data != nil {
