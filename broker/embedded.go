@@ -200,10 +200,16 @@ func (e *Embedded) Start(ctx context.Context) error {
 			return fail(fmt.Errorf("broker: auth hook: %w", err))
 		}
 	}
+	var store qosStore
 	if e.cfg.DataDir != "" {
-		if err := e.addStorage(ctx, srv); err != nil {
+		bh, err := e.addStorage(ctx, srv)
+		if err != nil {
 			return fail(fmt.Errorf("broker: persistence in %s: %w", e.cfg.DataDir, err))
 		}
+		store = bh
+	}
+	if err := srv.AddHook(newTakeoverHook(store, e.log), nil); err != nil {
+		return fail(fmt.Errorf("broker: session takeover hook: %w", err))
 	}
 
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
@@ -235,7 +241,7 @@ const lockWait = 3 * time.Second
 // a moment: Badger flocks its folder, and a child process forked at that
 // instant by any goroutine holds a copy of the descriptor until it execs.
 // So a lock conflict is retried briefly before it is reported.
-func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) error {
+func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) (*badgerhook.Hook, error) {
 	deadline := time.Now().Add(lockWait)
 	for {
 		// Modest Badger sizes: the broker's state is small, the edge box's
@@ -245,15 +251,19 @@ func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) error {
 			WithNumMemtables(2).
 			WithBlockCacheSize(16 << 20).
 			WithValueLogFileSize(64 << 20)
-		err := srv.AddHook(new(badgerhook.Hook), &badgerhook.Options{Path: e.cfg.DataDir, Options: &opts})
-		if err == nil || !strings.Contains(err.Error(), "Cannot acquire directory lock") || time.Now().After(deadline) {
-			return err
+		bh := new(badgerhook.Hook)
+		err := srv.AddHook(bh, &badgerhook.Options{Path: e.cfg.DataDir, Options: &opts})
+		if err == nil {
+			return bh, nil
+		}
+		if !strings.Contains(err.Error(), "Cannot acquire directory lock") || time.Now().After(deadline) {
+			return nil, err
 		}
 		t := time.NewTimer(20 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-t.C:
 		}
 	}

@@ -2,7 +2,10 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,4 +60,116 @@ func TestSessionTakeoverByAnotherUserRefused(t *testing.T) {
 	// The agent itself may take over its own session again.
 	ag.Close()
 	dial(t, agentCfg).Close()
+}
+
+// TestNoLossAcrossSessionTakeovers: a persistent subscriber whose connection
+// is cut again and again (as when the agent is killed and restarted) while publishers stream QoS 1
+// messages gets every message at least once. The embedded broker used to
+// lose the messages routed to the old connection in the instant it was
+// taken over.
+func TestNoLossAcrossSessionTakeovers(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, b testBroker) {
+		const (
+			topic      = "delen/t1/requests"
+			messages   = 6000
+			publishers = 4
+			takeovers  = 10
+		)
+		var (
+			mu         sync.Mutex
+			seen       = map[string]bool{}
+			all        = make(chan struct{})
+			fresh      = make(chan struct{}, messages) // one per message seen for the first time
+			deliveries int
+		)
+		handler := func(m broker.Message) {
+			m.Ack()
+			mu.Lock()
+			defer mu.Unlock()
+			deliveries++
+			if !seen[string(m.Payload())] {
+				seen[string(m.Payload())] = true
+				fresh <- struct{}{}
+				if len(seen) == messages {
+					close(all)
+				}
+			}
+		}
+		// connect opens a session and returns it with a function that cuts
+		// its network connection without a DISCONNECT.
+		connect := func() (*broker.Client, func()) {
+			conns := make(chan net.Conn, 16)
+			cfg := broker.WithConnHook(broker.ClientConfig{URL: b.URL(), ClientID: "takeover-sub"}, func(c net.Conn) { conns <- c })
+			c := dial(t, cfg)
+			subscribe(t, c, topic, 1, handler)
+			return c, func() {
+				for {
+					select {
+					case conn := <-conns:
+						_ = conn.Close()
+					default:
+						return
+					}
+				}
+			}
+		}
+		distinct := func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			return fmt.Sprintf("%d messages in %d deliveries", len(seen), deliveries)
+		}
+		sub, cut := connect()
+
+		errs := make(chan error, publishers)
+		for p := range publishers {
+			pub := dial(t, broker.ClientConfig{URL: b.URL(), ClientID: fmt.Sprintf("takeover-pub-%d", p), CleanSession: true})
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+				defer cancel()
+				for i := p; i < messages; i += publishers {
+					if err := pub.Publish(ctx, topic, 1, false, []byte(fmt.Sprintf("m-%d", i))); err != nil {
+						errs <- fmt.Errorf("publish m-%d: %w", i, err)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+
+		// Every messages/(takeovers+1) new messages, cut the session's
+		// connection and connect again at once, as a crashed and restarted
+		// agent does: the broker may not have noticed the old connection's
+		// end when the new one takes the session over.
+		for round := range takeovers {
+			for range messages / (takeovers + 1) {
+				within(t, fresh, fmt.Sprintf("a new message in round %d (%s so far)", round, distinct()))
+			}
+			cut()
+			sub.Close()
+			sub, cut = connect()
+		}
+		for range publishers {
+			if err := within(t, errs, "the publishers"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-all:
+			mu.Lock()
+			t.Logf("%d messages, %d takeovers: %d deliveries", messages, takeovers, deliveries)
+			mu.Unlock()
+		case <-timer.C:
+			mu.Lock()
+			defer mu.Unlock()
+			var missing []string
+			for i := range messages {
+				if p := fmt.Sprintf("m-%d", i); !seen[p] {
+					missing = append(missing, p)
+				}
+			}
+			t.Fatalf("%d of %d messages never delivered across %d takeovers: %v", len(missing), messages, takeovers, missing[:min(len(missing), 20)])
+		}
+	})
 }
