@@ -76,13 +76,14 @@ fuzz: setup
 ## SOAK_OUT/metrics.csv (RSS, goroutines, heap in use, and the GC's heap goal,
 ## about twice the live heap), keeps the sim's report in SOAK_OUT/sim, and prints
 ## RSS, goroutines and p99 latency over the first and the last SOAK_WINDOW
-## seconds; stops the agent with SIGTERM
+## seconds; takes heap profiles (--pprof) idle and after the load; stops the
+## agent with SIGTERM
 soak: setup build
 	@set -euo pipefail; \
 	out=$(SOAK_OUT); rm -rf $$out; mkdir -p $$out; tmp=$$(mktemp -d /tmp/delen-soak.XXXXXX); \
 	sed 's/^duration: .*/duration: $(DURATION)/' sim/scenarios/soak.yaml > $$tmp/soak.yaml; \
 	grep -q '^duration: $(DURATION)$$' $$tmp/soak.yaml || { echo "soak: cannot set the duration"; exit 1; }; \
-	DELEN_ORT_LIB=$(ORT_LIB) ./bin/delen serve --data $$tmp/data --listen $(SOAK_BROKER) --http $(SOAK_HTTP) > $$out/serve.log 2>&1 & agent=$$!; \
+	DELEN_ORT_LIB=$(ORT_LIB) ./bin/delen serve --data $$tmp/data --listen $(SOAK_BROKER) --http $(SOAK_HTTP) --pprof > $$out/serve.log 2>&1 & agent=$$!; \
 	sampler=; \
 	trap '[ -z "$$sampler" ] || kill $$sampler 2>/dev/null || true; kill -TERM $$agent 2>/dev/null || true; wait $$agent 2>/dev/null || true; rm -rf $$tmp' EXIT; \
 	for i in $$(seq 120); do curl -sf http://$(SOAK_HTTP)/readyz >/dev/null && break; kill -0 $$agent 2>/dev/null || { cat $$out/serve.log; exit 1; }; sleep 1; done; \
@@ -91,9 +92,11 @@ soak: setup build
 	  '$$1=="process_resident_memory_bytes"{r=$$2} $$1=="go_goroutines"{g=$$2} $$1=="go_memstats_heap_inuse_bytes"{h=$$2} $$1=="go_memstats_next_gc_bytes"{n=$$2} \
 	   END{printf "%s,%.1f,%d,%.1f,%.1f\n", t, r/1048576, g, h/1048576, n/1048576}'; }; \
 	echo "t_s,rss_mib,goroutines,heap_inuse_mib,gc_goal_mib" > $$out/metrics.csv; sample idle >> $$out/metrics.csv; cp $$out/metrics-last.txt $$out/metrics-idle.txt; \
+	curl -sf http://$(SOAK_HTTP)/debug/pprof/heap > $$out/heap-idle.pprof || true; \
 	( s=0; while sleep 10; do s=$$((s+10)); sample $$s >> $$out/metrics.csv || true; done ) & sampler=$$!; \
 	./bin/delen sim --scenario $$tmp/soak.yaml --broker tcp://$(SOAK_BROKER) --out $$out/sim --quiet; \
 	kill $$sampler; wait $$sampler 2>/dev/null || true; sampler=; sample drained >> $$out/metrics.csv; mv $$out/metrics-last.txt $$out/metrics-end.txt; \
+	curl -sf http://$(SOAK_HTTP)/debug/pprof/heap > $$out/heap-drained.pprof || true; \
 	kill -TERM $$agent; if wait $$agent; then stopped="stopped cleanly on SIGTERM"; else stopped="exit status $$? on SIGTERM"; fi; \
 	csv=$$out/sim/requests.csv; \
 	read t0 t1 < <(awk -F, 'NR>1{ if (min=="" || $$3<min) min=$$3; if ($$3>max) max=$$3 } END{printf "%.0f %.0f\n", min, max}' $$csv); \
@@ -107,7 +110,7 @@ soak: setup build
 	echo "  /metrics (rss_mib,goroutines,heap_inuse_mib,gc_goal_mib): idle $$(row idle | cut -d, -f2-) | start t=$$first $$(row "$$first" | cut -d, -f2-) | end t=$$last $$(row "$$last" | cut -d, -f2-) | drained $$(row drained | cut -d, -f2-)"; \
 	echo "  p99 end-to-end latency: first $(SOAK_WINDOW) s $$(p99 $$t0 $$((t0+w)) 5), last $(SOAK_WINDOW) s $$(p99 $$((t1-w)) $$((t1+1)) 5)"; \
 	echo "  p99 agent latency:      first $(SOAK_WINDOW) s $$(p99 $$t0 $$((t0+w)) 14), last $(SOAK_WINDOW) s $$(p99 $$((t1-w)) $$((t1+1)) 14)"; \
-	echo "  series in $$out/metrics.csv, report in $$out/sim, agent log in $$out/serve.log"
+	echo "  series in $$out/metrics.csv, report in $$out/sim, agent log in $$out/serve.log, heap profiles (idle, drained) in $$out/heap-*.pprof (go tool pprof -sample_index=inuse_space bin/delen FILE)"
 
 clean:
 	rm -rf bin

@@ -81,7 +81,9 @@ type Config struct {
 	Publishers int
 	// MaxPayload is the largest request accepted, in bytes (default 4 MiB).
 	MaxPayload int
-	// QueueLimit caps each tenant's waiting new requests (default 1024).
+	// QueueLimit caps each tenant's requests admitted and not yet answered
+	// (waiting for a stage, running, or waiting to be published); more are
+	// answered overloaded (default 1024).
 	QueueLimit int
 	// FairnessWindow is how far (in weighted stage time) a tenant may run
 	// ahead of the least-served busy tenant before deadlines yield to
@@ -236,6 +238,19 @@ type tenant struct {
 	// token bucket for Settings.RateLimit: tokens left at last.
 	tokens float64
 	last   time.Time
+	// unanswered counts the tenant's requests admitted and not yet
+	// published, for the queue limit.
+	unanswered atomic.Int64
+}
+
+// reserve counts one more unanswered request unless the tenant already has
+// limit of them (limit ≤ 0: no limit).
+func (t *tenant) reserve(limit int) bool {
+	if n := t.unanswered.Add(1); limit > 0 && n > int64(limit) {
+		t.unanswered.Add(-1)
+		return false
+	}
+	return true
 }
 
 // admit takes a token from the tenant's rate limiter (burst: one second's
@@ -270,8 +285,9 @@ type Agent struct {
 	models   map[string]*servedModel
 	sched    *scheduler
 	client   *broker.Client
-	results  chan *job
-	running  atomic.Int32 // stages running now (workers and inline)
+	intake   *intakeQueue
+	out      *fairQueue[*job] // finished jobs waiting for a publisher
+	running  atomic.Int32     // stages running now (workers and inline)
 	hist     *historyWriter
 	metrics  *Metrics
 
@@ -306,7 +322,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg: cfg, log: cfg.Logger, topics: cfg.Topics,
 		models:   map[string]*servedModel{},
 		sched:    newScheduler(cfg.FairnessWindow),
-		results:  make(chan *job, 1024),
+		intake:   newIntakeQueue(intakeRunners),
+		out:      newFairQueue[*job](),
 		tenants:  map[string]*tenant{},
 		inflight: map[string]*job{},
 		metrics:  newMetrics(),
@@ -338,6 +355,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, a.log, a.metrics)
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_bytes",
 		Help: "Size of the Badger store on disk (LSM tree and value log)."}, func() float64 { return float64(cfg.Store.Size()) }))
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_intake_waiting",
+		Help: "Requests received and not yet decoded, all tenants."}, func() float64 { return float64(a.intake.len()) }))
 	return a, nil
 }
 
@@ -671,7 +690,7 @@ loop:
 	a.sched.close()
 	workers.Wait()
 	stopPub()
-	close(a.results)
+	a.out.close()
 	publishers.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

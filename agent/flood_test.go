@@ -119,15 +119,6 @@ func (fc *floodCounter) count() int {
 // throughout is answered within a latency bound; the heap stays bounded
 // under the flood and returns to where it was after it.
 func TestFloodBoundedResources(t *testing.T) {
-	if os.Getenv("DELEN_FLOOD_TEST") == "" {
-		// Passes without the race detector (20,000 answered, light tenant's
-		// agent latency ≤ 7 ms), 1 of 2 runs under it: there, thousands of
-		// intake goroutines on 2 cores delay the light tenant's stage by
-		// ~0.5 s. Two defects it found are fixed (the embedded broker's
-		// 8,192-message per-client quota, raised to 65,535; 4 publishers
-		// holding results behind a flood's, now 16); see docs/reliability.md.
-		t.Skip("flaky under the race detector on 2 cores (DELEN_FLOOD_TEST=1 runs it)")
-	}
 	n := 20000
 	if testing.Short() {
 		n = 2000

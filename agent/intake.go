@@ -12,8 +12,9 @@ import (
 	"github.com/delen-edge/delen/schema"
 )
 
-// onRequest is the intake: decode, validate, dedupe, admit. It runs on the
-// MQTT client's delivery goroutine and never blocks on inference.
+// onRequest receives a delivery on the MQTT client's delivery goroutine:
+// it queues the delivery under its tenant (intakeQueue) and, when a runner
+// slot is free, serves the intake queue itself until it is empty.
 func (a *Agent) onRequest(msg broker.Message) {
 	if a.stopping.Load() {
 		return // not acknowledged: the broker redelivers it to the next session
@@ -27,6 +28,21 @@ func (a *Agent) onRequest(msg broker.Message) {
 		msg.Ack()
 		return
 	}
+	if !a.intake.push(delivery{msg: msg, tenant: tenantName, arrival: arrival}) {
+		return // a runner will take it
+	}
+	for d, ok := a.intake.next(); ok; d, ok = a.intake.next() {
+		if a.stopping.Load() {
+			continue // not acknowledged: redelivered to the next session
+		}
+		a.handleRequest(d.msg, d.tenant, d.arrival)
+	}
+}
+
+// handleRequest is the intake proper: decode, validate, dedupe, admit. It
+// never blocks on inference (at most one stage runs inline, when a worker
+// slot is free).
+func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival time.Time) {
 	qos := msg.QoS()
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
 		a.log.Debug("request received", "topic", msg.Topic(), "bytes", len(msg.Payload()), "qos", qos, "dup", msg.Duplicate())
@@ -75,6 +91,20 @@ func (a *Agent) onRequest(msg broker.Message) {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "tenant %s is over its rate limit of %g requests/s", tenantName, set.RateLimit), msg)
 		return
 	}
+	limit := a.cfg.QueueLimit
+	if set.QueueLimit > 0 {
+		limit = set.QueueLimit
+	}
+	if !t.reserve(limit) {
+		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "tenant %s has %d requests waiting", tenantName, limit), msg)
+		return
+	}
+	admitted := false // once true, the job holds the reservation and the model
+	defer func() {
+		if !admitted {
+			t.unanswered.Add(-1)
+		}
+	}()
 	modelName := req.Model
 	if modelName == "" {
 		modelName = set.Model
@@ -87,7 +117,6 @@ func (a *Agent) onRequest(msg broker.Message) {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", modelName), msg)
 		return
 	}
-	admitted := false
 	defer func() {
 		if !admitted {
 			sm.release()
@@ -119,7 +148,7 @@ func (a *Agent) onRequest(msg broker.Message) {
 		bound = set.Bound
 	}
 	j := &job{
-		tenant: tenantName, req: req, enc: enc, msgs: []broker.Message{msg}, qos: qos, topic: topic,
+		tenant: tenantName, owner: t, req: req, enc: enc, msgs: []broker.Message{msg}, qos: qos, topic: topic,
 		model: sm, policy: pol, bound: bound, conditions: conditions, infeasible: a.cfg.Infeasible,
 		arrival: arrival, input: input,
 	}
@@ -131,11 +160,6 @@ func (a *Agent) onRequest(msg broker.Message) {
 	if set.Infeasible != "" {
 		j.infeasible = set.Infeasible
 	}
-	limit := a.cfg.QueueLimit
-	if set.QueueLimit > 0 {
-		limit = set.QueueLimit
-	}
-
 	a.inflightMu.Lock()
 	if other := a.inflight[key]; other != nil {
 		other.msgs = append(other.msgs, msg)
@@ -146,14 +170,14 @@ func (a *Agent) onRequest(msg broker.Message) {
 	a.inflightMu.Unlock()
 	a.active.Add(1)
 	admitted = true // the job's reference is released after its publish
-	if err := a.sched.pushWake(&j.task, false, limit, false); err != nil {
+	if err := a.sched.pushWake(&j.task, false); err != nil {
+		// Closed: the agent is stopping. Not acknowledged: the broker
+		// redelivers the request to the next session.
 		a.inflightMu.Lock()
 		delete(a.inflight, key)
 		a.inflightMu.Unlock()
 		a.active.Done()
 		admitted = false
-		code := schema.CodeOverloaded
-		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(code, "tenant %s has %d requests waiting: %v", tenantName, limit, err), msg)
 		return
 	}
 	a.metrics.queueDepth.WithLabelValues(tenantName).Set(float64(a.sched.depth(tenantName)))

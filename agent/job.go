@@ -12,9 +12,8 @@ import (
 // job is one request in flight through the agent, from intake to the
 // publish of its result.
 type job struct {
-	fresh bool // counted against its tenant's queue cap while queued
-
 	tenant string
+	owner  *tenant // its unanswered count is released after publish
 	req    *schema.Request
 	enc    schema.Encoding
 	// msgs are the broker deliveries this job answers: the request and any

@@ -19,14 +19,17 @@ import (
 // publishLoop publishes finished jobs' results: stamp the latency, judge
 // the bound, record the result for dedupe, publish with the request's QoS,
 // and only then acknowledge the request to the broker.
+// Tenants take turns (fairQueue), so a flood's backlog of results does not
+// hold another tenant's.
 func (a *Agent) publishLoop(ctx context.Context) {
-	for j := range a.results {
+	for j, ok := a.out.wait(); ok; j, ok = a.out.wait() {
 		a.publish(ctx, j)
 	}
 }
 
 func (a *Agent) publish(ctx context.Context, j *job) {
 	defer a.active.Done()
+	defer j.owner.unanswered.Add(-1)
 	defer j.model.release()
 	r := j.result
 	r.LatencyMS = ms(time.Since(j.arrival))

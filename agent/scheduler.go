@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-// ErrQueueFull is returned by push when a tenant's queue is at its cap.
-var ErrQueueFull = errors.New("queue full")
-
 // errClosed is returned by push after close.
 var errClosed = errors.New("scheduler closed")
 
@@ -66,9 +63,6 @@ type tenantQueue struct {
 	tasks  taskHeap
 	// vt is the tenant's virtual time: weighted service received (ms/weight).
 	vt float64
-	// fresh counts tasks that entered as new requests (not re-entries), for
-	// the queue cap.
-	fresh int
 }
 
 // defaultBatchBudgetMS bounds a batch's predicted time.
@@ -128,30 +122,22 @@ func (s *scheduler) nextSeq() uint64 {
 	return s.seq
 }
 
-// push queues t. A new request (reentry false) is refused with
-// ErrQueueFull when its tenant already has limit new requests waiting
-// (limit ≤ 0: no limit); a request re-entering after a stage is never
-// refused, so admitted work always finishes.
-func (s *scheduler) push(t *task, reentry bool, limit int) error {
-	return s.pushWake(t, reentry, limit, true)
+// push queues t (a new request, or one re-entering after a stage); it
+// fails only once the scheduler is closed. The tenant's cap on unanswered
+// requests is applied at admission, before.
+func (s *scheduler) push(t *task) error {
+	return s.pushWake(t, true)
 }
 
 // pushWake is push; with wake false no waiting worker is woken (the
 // caller is about to run the task itself, and calls wakeIfQueued after).
-func (s *scheduler) pushWake(t *task, reentry bool, limit int, wake bool) error {
+func (s *scheduler) pushWake(t *task, wake bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errClosed
 	}
 	q := s.queue(t.tenant)
-	if !reentry {
-		if limit > 0 && q.fresh >= limit {
-			return ErrQueueFull
-		}
-		q.fresh++
-	}
-	t.job.fresh = !reentry
 	if _, ok := s.active[q]; !ok {
 		q.vt = math.Max(q.vt, s.vfloor)
 		s.active[q] = struct{}{}
@@ -300,10 +286,6 @@ func (s *scheduler) take() *task {
 // account books a task taken out of q.
 func (s *scheduler) account(q *tenantQueue, t *task) {
 	s.length--
-	if t.job.fresh {
-		q.fresh--
-		t.job.fresh = false
-	}
 	q.vt += t.cost / q.weight
 	if len(q.tasks) == 0 {
 		delete(s.active, q)

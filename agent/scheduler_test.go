@@ -22,7 +22,7 @@ func TestEDFWithinWindow(t *testing.T) {
 	c := mk(s, "c", 0, 1)
 	d := mk(s, "a", 20, 1)
 	for _, x := range []*task{a, b, c, d} {
-		if err := s.push(x, false, 0); err != nil {
+		if err := s.push(x); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,10 +39,10 @@ func TestEDFWithinWindow(t *testing.T) {
 func TestFloodCannotStarve(t *testing.T) {
 	s := newScheduler(2 * time.Millisecond)
 	for i := 0; i < 1000; i++ {
-		s.push(mk(s, "flood", 1+i, 1), false, 0)
+		s.push(mk(s, "flood", 1+i, 1))
 	}
 	for i := 0; i < 10; i++ {
-		s.push(mk(s, "light", 5000+i, 1), false, 0)
+		s.push(mk(s, "light", 5000+i, 1))
 	}
 	// Within 40 pops the light tenant's 10 tasks must all have run.
 	light := 0
@@ -60,8 +60,8 @@ func TestWeightsShareService(t *testing.T) {
 	s := newScheduler(0)
 	s.setWeight("heavy", 3)
 	for i := 0; i < 400; i++ {
-		s.push(mk(s, "heavy", 0, 1), false, 0)
-		s.push(mk(s, "light", 0, 1), false, 0)
+		s.push(mk(s, "heavy", 0, 1))
+		s.push(mk(s, "light", 0, 1))
 	}
 	n := map[string]int{}
 	for i := 0; i < 400; i++ {
@@ -72,29 +72,10 @@ func TestWeightsShareService(t *testing.T) {
 	}
 }
 
-func TestQueueCapRefusesNewNotReentry(t *testing.T) {
-	s := newScheduler(time.Millisecond)
-	for i := 0; i < 3; i++ {
-		if err := s.push(mk(s, "a", 0, 1), false, 3); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.push(mk(s, "a", 0, 1), false, 3); !errors.Is(err, ErrQueueFull) {
-		t.Fatalf("4th new task: %v, want ErrQueueFull", err)
-	}
-	if err := s.push(mk(s, "a", 0, 1), true, 3); err != nil {
-		t.Fatalf("re-entry refused: %v", err)
-	}
-	s.pop()
-	if err := s.push(mk(s, "a", 0, 1), false, 3); err != nil {
-		t.Fatalf("after a pop, a new task is refused: %v", err)
-	}
-}
-
 func TestIdleTenantBanksNoCredit(t *testing.T) {
 	s := newScheduler(0)
 	for i := 0; i < 100; i++ {
-		s.push(mk(s, "busy", 0, 1), false, 0)
+		s.push(mk(s, "busy", 0, 1))
 	}
 	for i := 0; i < 50; i++ {
 		s.pop()
@@ -102,7 +83,7 @@ func TestIdleTenantBanksNoCredit(t *testing.T) {
 	// A tenant arriving now starts at the current virtual time: it shares
 	// from here on instead of taking the next 50 stages alone.
 	for i := 0; i < 50; i++ {
-		s.push(mk(s, "late", 0, 1), false, 0)
+		s.push(mk(s, "late", 0, 1))
 	}
 	n := map[string]int{}
 	for i := 0; i < 20; i++ {
@@ -122,7 +103,7 @@ func TestCloseWakesWorkers(t *testing.T) {
 	}
 	s.close()
 	wg.Wait()
-	if err := s.push(mk(s, "a", 0, 1), false, 0); !errors.Is(err, errClosed) {
+	if err := s.push(mk(s, "a", 0, 1)); !errors.Is(err, errClosed) {
 		t.Fatalf("push after close: %v", err)
 	}
 }
@@ -140,7 +121,7 @@ func TestPopBatchTakesSameStageOnly(t *testing.T) {
 	c1 := mkg("c", 40, "m/0")
 	d1 := mkg("d", 5, "") // not batchable, but earliest
 	for _, x := range []*task{a1, b1, a2, c1, d1} {
-		s.push(x, false, 0)
+		s.push(x)
 	}
 	if got := s.popBatch(8); len(got) != 1 || got[0] != d1 {
 		t.Fatalf("an unbatchable head comes alone: %v", got)
@@ -174,7 +155,7 @@ func TestBatchNeverCostsADeadline(t *testing.T) {
 	loose1 := mkd("b", 0)
 	loose2 := mkd("c", 0)
 	for _, x := range []*task{tight, loose1, loose2} {
-		s.push(x, false, 0)
+		s.push(x)
 	}
 	got := s.popBatch(8)
 	if len(got) != 2 || got[0] != tight {
@@ -190,7 +171,7 @@ func TestHeavyStagesAreNotBatched(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		x := mk(s, "a", 0, 1)
 		x.group, x.stageMS = "m/1", 100
-		s.push(x, false, 0)
+		s.push(x)
 	}
 	if got := s.popBatch(8); len(got) != 1 {
 		t.Fatalf("100 ms stages batched by %d", len(got))
@@ -198,7 +179,7 @@ func TestHeavyStagesAreNotBatched(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		x := mk(s, "b", 0, 1)
 		x.group, x.stageMS = "m/0", 0.2
-		s.push(x, false, 0)
+		s.push(x)
 	}
 	// 0.2 ms stages: a batch of up to 10 fits 2 ms; max is 8.
 	n := 0

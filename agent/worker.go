@@ -29,7 +29,7 @@ func (a *Agent) work() {
 		done := a.step(ts)
 		a.running.Add(-1)
 		for _, j := range done {
-			a.results <- j
+			a.out.push(j.tenant, j)
 		}
 	}
 }
@@ -127,7 +127,7 @@ func (a *Agent) after(j *job, done *[]*job) {
 	}
 	j.task.queuedAt = time.Now()
 	a.setNextStage(j)
-	if err := a.sched.push(&j.task, true, 0); err != nil {
+	if err := a.sched.push(&j.task); err != nil {
 		// Closing: serve what has been computed.
 		a.finish(j, "", done)
 	}

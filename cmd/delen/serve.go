@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,6 +32,7 @@ type serveFlags struct {
 	brokerURL  string
 	listen     string
 	httpAddr   string
+	pprof      bool
 	shareGroup string
 	agentID    string
 	prefix     string
@@ -66,6 +68,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", ""), "external broker URL (tcp://host:port); default: an embedded broker on --listen")
 	c.Flags().StringVar(&f.listen, "listen", envOr("DELEN_LISTEN", "127.0.0.1:1883"), "address of the embedded broker")
 	c.Flags().StringVar(&f.httpAddr, "http", envOr("DELEN_HTTP", "127.0.0.1:8080"), "address of /healthz, /readyz, /metrics, /history (empty: off)")
+	c.Flags().BoolVar(&f.pprof, "pprof", os.Getenv("DELEN_PPROF") == "true", "also serve Go's profiler (heap, goroutines, CPU) under /debug/pprof/ on --http; for diagnosis: keep --http on a private address")
 	c.Flags().StringVar(&f.shareGroup, "share-group", envOr("DELEN_SHARE_GROUP", ""), "subscribe through $share/GROUP/... so several agents split the load")
 	c.Flags().StringVar(&f.agentID, "agent-id", envOr("DELEN_AGENT_ID", ""), "agent id (MQTT client id, status topic); default delen-<hostname>")
 	c.Flags().StringVar(&f.prefix, "prefix", envOr("DELEN_PREFIX", "delen"), "topic prefix")
@@ -219,7 +222,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
-		srv := &http.Server{Handler: httpHandler(a, st), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: httpHandler(a, st, f.pprof), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 		log.Info("http listening", "addr", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics /history")
@@ -243,9 +246,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	return a.Run(ctx)
 }
 
-// httpHandler serves the agent's HTTP endpoints.
-func httpHandler(a *agent.Agent, st *store.Store) http.Handler {
+// httpHandler serves the agent's HTTP endpoints, and the profiler's with
+// withPprof.
+func httpHandler(a *agent.Agent, st *store.Store, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		addPprof(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !a.Ready() {
@@ -274,6 +281,15 @@ func httpHandler(a *agent.Agent, st *store.Store) http.Handler {
 		json.NewEncoder(w).Encode(recs)
 	})
 	return mux
+}
+
+// addPprof serves Go's profiler under /debug/pprof/ on mux.
+func addPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // parseSince reads a --since value: a duration back from now ("10m",
