@@ -175,24 +175,22 @@ func (s *scheduler) pop() *task {
 // is already queued, so batching never delays a task.
 func (s *scheduler) popBatch(max int) []*task {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for s.length == 0 {
 		if s.closed {
-			s.mu.Unlock()
 			return nil
 		}
 		s.cond.Wait()
 	}
-	s.mu.Unlock()
-	return s.popBatchNoWait(max)
+	// Taken under the same lock as the wait: were it released in between,
+	// an inline runner could take the task first, and a nil here would
+	// end the worker.
+	return s.popBatchLocked(max)
 }
 
-// popBatchNoWait takes a batch if anything is queued, else returns nil.
-func (s *scheduler) popBatchNoWait(max int) []*task {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.length == 0 {
-		return nil
-	}
+// popBatchLocked takes a batch; s.mu is held and the scheduler is not
+// empty.
+func (s *scheduler) popBatchLocked(max int) []*task {
 	first := s.take()
 	out := []*task{first}
 	if max <= 1 || first.group == "" || s.length == 0 {
@@ -252,12 +250,11 @@ func (s *scheduler) popBatchNoWait(max int) []*task {
 // tryPopBatch is popBatch without waiting: nil when nothing is queued.
 func (s *scheduler) tryPopBatch(max int) []*task {
 	s.mu.Lock()
-	empty := s.length == 0
-	s.mu.Unlock()
-	if empty {
+	defer s.mu.Unlock()
+	if s.length == 0 {
 		return nil
 	}
-	return s.popBatchNoWait(max)
+	return s.popBatchLocked(max)
 }
 
 // take removes the next task by the scheduling rule. s.mu is held and the

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -190,5 +191,37 @@ func TestHeavyStagesAreNotBatched(t *testing.T) {
 	}
 	if n != 8 {
 		t.Fatalf("small stages batched by at most %d, want 8", n)
+	}
+}
+
+// TestWorkerOutlivesStolenTasks: a worker woken for a task that an inline
+// runner takes first goes back to waiting. It used to get nil, which ends
+// a worker: over a long run the agent lost its workers one by one, and
+// tasks re-entering for their next stage were stranded (found by the soak:
+// 4 requests never answered, queue depth 4 at the end).
+func TestWorkerOutlivesStolenTasks(t *testing.T) {
+	s := newScheduler(0)
+	var closing atomic.Bool
+	workerGotNil := make(chan bool, 1)
+	go func() { // a worker, as in Agent.work
+		for {
+			if s.popBatch(4) == nil {
+				workerGotNil <- closing.Load()
+				return
+			}
+		}
+	}()
+	// An inline runner: push (waking the worker), then try to take a task
+	// itself, as the intake does.
+	for range 50000 {
+		if err := s.push(mk(s, "a", 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		s.tryPopBatch(4)
+	}
+	closing.Store(true)
+	s.close()
+	if afterClose := <-workerGotNil; !afterClose {
+		t.Fatal("popBatch returned nil while the scheduler was open: the worker would have stopped")
 	}
 }
