@@ -298,6 +298,8 @@ type Agent struct {
 	inflight   map[string]*job // tenant/id → job, for duplicates delivered while it runs
 	active     sync.WaitGroup  // jobs admitted and not yet published
 
+	// spilled holds the dedupe records the store refused.
+	spilled spillDedupe
 	// warnDedupe rate-limits the log line of failing dedupe writes.
 	warnDedupe rateLimit
 

@@ -60,7 +60,15 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		topic = req.ReplyTo
 	}
 	// A request id already answered gets the same bytes again.
-	if d, err := a.cfg.Store.GetDedupe(tenantName, req.ID); err == nil {
+	key := tenantName + "/" + req.ID
+	d, err := a.cfg.Store.GetDedupe(tenantName, req.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.log.Warn("dedupe lookup failed; serving anyway", "tenant", tenantName, "id", req.ID, "err", err)
+	}
+	if err != nil {
+		d, _ = a.spilled.get(key, arrival) // a record the store refused
+	}
+	if d != nil {
 		a.metrics.deduped.WithLabelValues(tenantName).Inc()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -70,10 +78,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		}
 		msg.Ack()
 		return
-	} else if !errors.Is(err, store.ErrNotFound) {
-		a.log.Warn("dedupe lookup failed; serving anyway", "tenant", tenantName, "id", req.ID, "err", err)
 	}
-	key := tenantName + "/" + req.ID
 	a.inflightMu.Lock()
 	if j := a.inflight[key]; j != nil {
 		// Redelivered while the first delivery is still being served:

@@ -57,10 +57,14 @@ func (a *Agent) publish(ctx context.Context, j *job) {
 	// request finds this record and gets the same bytes, not a second
 	// inference.
 	if r.Status != schema.StatusError {
-		if err := a.cfg.Store.PutDedupe(j.tenant, j.req.ID, store.Dedupe{Topic: j.topic, QoS: j.qos, Payload: payload}, a.cfg.DedupeTTL); err != nil {
+		d := store.Dedupe{Topic: j.topic, QoS: j.qos, Payload: payload}
+		if err := a.cfg.Store.PutDedupe(j.tenant, j.req.ID, d, a.cfg.DedupeTTL); err != nil {
+			// Kept in memory instead: redeliveries while the agent runs are
+			// still answered with these bytes; a crash now would forget them.
+			a.spilled.put(j.tenant+"/"+j.req.ID, d, time.Now().Add(a.cfg.DedupeTTL))
 			a.metrics.storeErrors.Inc()
 			if a.warnDedupe.allow(time.Now()) {
-				a.log.Warn("dedupe records not written; results are still published (at most one such line a minute)", "tenant", j.tenant, "id", r.ID, "err", err)
+				a.log.Warn("dedupe records not written to the store, kept in memory until a restart; results are still published (at most one such line a minute)", "tenant", j.tenant, "id", r.ID, "err", err)
 			}
 		}
 	}

@@ -155,7 +155,8 @@ func TestKillDuringHistoryWrites(t *testing.T) {
 
 // TestFullDataFolder runs the agent with its data folder on a small
 // filesystem that is then filled up: requests must still be served,
-// history is lost and counted (delen_history_dropped_total,
+// requests resent after their answer get the same bytes (dedupe records
+// kept in memory), history is lost and counted (delen_history_dropped_total,
 // delen_store_errors_total) and a log line says so. Two filesystems: a
 // tmpfs, and ext4 on a loop device (a real disk's allocation). Mounting
 // needs root (CAP_SYS_ADMIN); without it the subtest is skipped. (A
@@ -233,6 +234,11 @@ func fullDataFolder(t *testing.T, mnt string) {
 	if !cam.waitAnswered(ag, l.ids, n, 30*time.Second, 5*time.Second) {
 		t.Errorf("with the data folder full, %d of %d answered", cam.answered(l.ids), n)
 	}
+	// A tenant's retry of requests already answered: with no room for
+	// dedupe records in the store, the agent's memory answers them with the
+	// same bytes (the tally counts a differing answer as duplicated).
+	again := cam.lastAnswered(resendAfterCrash)
+	cam.resend(ag, l, again)
 	cam.settle(300*time.Millisecond, 3*time.Second)
 	if !ag.running() {
 		tl := cam.tally(l.ids, int(l.sent.Load()))
@@ -253,10 +259,14 @@ func fullDataFolder(t *testing.T, mnt string) {
 		time.Sleep(100 * time.Millisecond) // polling a metric, bounded
 	}
 	logged := ag.log.count("history batch not written")
+	deduped := ag.metric("delen_deduplicated_total")
 	tl := cam.tally(l.ids, int(l.sent.Load()))
-	t.Logf("data folder full (%d bytes were free): %s; history written %.0f, dropped %.0f, store errors %.0f, log lines %d; %s",
-		free, tl, written, dropped, storeErrors, logged, time.Since(began).Round(time.Millisecond))
+	t.Logf("data folder full (%d bytes were free): %s (incl. %d resent after their answer, deduplicated %.0f); history written %.0f, dropped %.0f, store errors %.0f, log lines %d; %s",
+		free, tl, len(again), deduped, written, dropped, storeErrors, logged, time.Since(began).Round(time.Millisecond))
 	tl.check(t)
+	if deduped < float64(len(again)) {
+		t.Errorf("deduplicated %.0f of %d requests resent after their answer", deduped, len(again))
+	}
 	if dropped == 0 || storeErrors == 0 {
 		t.Errorf("history dropped %.0f and store errors %.0f with the data folder full; want both > 0", dropped, storeErrors)
 	}
