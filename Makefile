@@ -73,8 +73,8 @@ fuzz: setup
 ## soak: `delen serve` (embedded broker on SOAK_BROKER, HTTP on SOAK_HTTP, data
 ## in a temporary folder) under sim/scenarios/soak.yaml (~70% of mnist-ee's
 ## capacity here) for DURATION; samples /metrics every 10 s into
-## SOAK_OUT/metrics.csv (RSS, goroutines, heap in use, and the GC's heap goal,
-## about twice the live heap), keeps the sim's report in SOAK_OUT/sim, and prints
+## SOAK_OUT/metrics.csv (RSS, split into anonymous memory and mapped files, from
+## /proc; goroutines, heap in use, and the GC's heap goal, about twice the live heap), keeps the sim's report in SOAK_OUT/sim, and prints
 ## RSS, goroutines and p99 latency over the first and the last SOAK_WINDOW
 ## seconds; takes heap profiles (--pprof) idle and after the load; stops the
 ## agent with SIGTERM
@@ -88,10 +88,11 @@ soak: setup build
 	trap '[ -z "$$sampler" ] || kill $$sampler 2>/dev/null || true; kill -TERM $$agent 2>/dev/null || true; wait $$agent 2>/dev/null || true; rm -rf $$tmp' EXIT; \
 	for i in $$(seq 120); do curl -sf http://$(SOAK_HTTP)/readyz >/dev/null && break; kill -0 $$agent 2>/dev/null || { cat $$out/serve.log; exit 1; }; sleep 1; done; \
 	curl -sf http://$(SOAK_HTTP)/readyz >/dev/null || { echo "soak: the agent is not ready after 120 s"; exit 1; }; \
-	sample() { curl -sf http://$(SOAK_HTTP)/metrics | tee $$out/metrics-last.txt | awk -v t="$$1" \
+	sample() { { curl -sf http://$(SOAK_HTTP)/metrics; grep -E '^Rss(Anon|File):' /proc/$$agent/status; } | tee $$out/metrics-last.txt | awk -v t="$$1" \
 	  '$$1=="process_resident_memory_bytes"{r=$$2} $$1=="go_goroutines"{g=$$2} $$1=="go_memstats_heap_inuse_bytes"{h=$$2} $$1=="go_memstats_next_gc_bytes"{n=$$2} \
-	   END{printf "%s,%.1f,%d,%.1f,%.1f\n", t, r/1048576, g, h/1048576, n/1048576}'; }; \
-	echo "t_s,rss_mib,goroutines,heap_inuse_mib,gc_goal_mib" > $$out/metrics.csv; sample idle >> $$out/metrics.csv; cp $$out/metrics-last.txt $$out/metrics-idle.txt; \
+	   $$1=="RssAnon:"{a=$$2*1024} $$1=="RssFile:"{f=$$2*1024} \
+	   END{printf "%s,%.1f,%.1f,%.1f,%d,%.1f,%.1f\n", t, r/1048576, a/1048576, f/1048576, g, h/1048576, n/1048576}'; }; \
+	echo "t_s,rss_mib,rss_anon_mib,rss_file_mib,goroutines,heap_inuse_mib,gc_goal_mib" > $$out/metrics.csv; sample idle >> $$out/metrics.csv; cp $$out/metrics-last.txt $$out/metrics-idle.txt; \
 	curl -sf http://$(SOAK_HTTP)/debug/pprof/heap > $$out/heap-idle.pprof || true; \
 	( s=0; while sleep 10; do s=$$((s+10)); sample $$s >> $$out/metrics.csv || true; done ) & sampler=$$!; \
 	./bin/delen sim --scenario $$tmp/soak.yaml --broker tcp://$(SOAK_BROKER) --out $$out/sim --quiet; \
@@ -107,7 +108,7 @@ soak: setup build
 	first=$$(awk -F, -v w=$(SOAK_WINDOW) 'NR>2 && $$1!="drained" && $$1+0>=w {print $$1; exit}' $$out/metrics.csv); \
 	last=$$(awk -F, '$$1!="drained" && NR>2 {l=$$1} END{print l}' $$out/metrics.csv); \
 	echo; echo "soak $(DURATION): agent $$stopped"; \
-	echo "  /metrics (rss_mib,goroutines,heap_inuse_mib,gc_goal_mib): idle $$(row idle | cut -d, -f2-) | start t=$$first $$(row "$$first" | cut -d, -f2-) | end t=$$last $$(row "$$last" | cut -d, -f2-) | drained $$(row drained | cut -d, -f2-)"; \
+	echo "  memory (rss_mib,rss_anon_mib,rss_file_mib,goroutines,heap_inuse_mib,gc_goal_mib): idle $$(row idle | cut -d, -f2-) | start t=$$first $$(row "$$first" | cut -d, -f2-) | end t=$$last $$(row "$$last" | cut -d, -f2-) | drained $$(row drained | cut -d, -f2-)"; \
 	echo "  p99 end-to-end latency: first $(SOAK_WINDOW) s $$(p99 $$t0 $$((t0+w)) 5), last $(SOAK_WINDOW) s $$(p99 $$((t1-w)) $$((t1+1)) 5)"; \
 	echo "  p99 agent latency:      first $(SOAK_WINDOW) s $$(p99 $$t0 $$((t0+w)) 14), last $(SOAK_WINDOW) s $$(p99 $$((t1-w)) $$((t1+1)) 14)"; \
 	echo "  series in $$out/metrics.csv, report in $$out/sim, agent log in $$out/serve.log, heap profiles (idle, drained) in $$out/heap-*.pprof (go tool pprof -sample_index=inuse_space bin/delen FILE)"

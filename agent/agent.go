@@ -357,6 +357,14 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, a.log, a.metrics)
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_bytes",
 		Help: "Size of the Badger store on disk (LSM tree and value log)."}, func() float64 { return float64(cfg.Store.Size()) }))
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_persistent",
+		Help: "1 when the store is on disk; 0 when it is in memory (a read-only data folder): history, dedupe records and settings changes are lost at exit."},
+		func() float64 {
+			if cfg.Store.InMemory() {
+				return 0
+			}
+			return 1
+		}))
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_intake_waiting",
 		Help: "Requests received and not yet decoded, all tenants."}, func() float64 { return float64(a.intake.len()) }))
 	return a, nil

@@ -164,18 +164,19 @@ func TestKillDuringHistoryWrites(t *testing.T) {
 // open, and root ignores permissions.)
 func TestFullDataFolder(t *testing.T) {
 	requireSetup(t)
-	t.Run("tmpfs", func(t *testing.T) { fullDataFolder(t, mountTmpfs(t)) })
+	t.Run("tmpfs", func(t *testing.T) { fullDataFolder(t, mountTmpfs(t, "64m")) })
 	t.Run("ext4", func(t *testing.T) { fullDataFolder(t, mountExt4(t)) })
 }
 
-// mountTmpfs mounts a 32 MiB tmpfs for the test, unmounted at its end.
-func mountTmpfs(t *testing.T) string {
+// mountTmpfs mounts a tmpfs of size (e.g. "32m") for the test, unmounted
+// at its end.
+func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	mnt := filepath.Join(t.TempDir(), "tmpfs")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=32m"); err != nil {
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size="+size); err != nil {
 		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() { unmount(mnt) })
@@ -275,7 +276,9 @@ func fullDataFolder(t *testing.T, mnt string) {
 	}
 
 	// A graceful stop and a start with the folder still full: the store
-	// closes and opens again, and the agent serves.
+	// closes; the new agent does not open it for writing (Badger maps new
+	// log files as it opens, and a page the file system cannot back kills
+	// it with SIGBUS) but serves from memory, and says so.
 	ag.stop()
 	ag.start()
 	if err := cam.publish(request(t, "again", 3, exitBound(1)), time.Now().Add(10*time.Second)); err != nil {
@@ -283,6 +286,9 @@ func fullDataFolder(t *testing.T, mnt string) {
 	}
 	if !cam.waitAnswered(ag, []string{"again"}, 1, 20*time.Second, 20*time.Second) {
 		t.Error("no result after a restart with the data folder still full")
+	}
+	if p := ag.metric("delen_store_persistent"); p != 0 {
+		t.Errorf("after a restart with the data folder full, delen_store_persistent = %.0f, want 0", p)
 	}
 	ag.stop()
 }
@@ -343,4 +349,53 @@ func crashReason(log string) string {
 		return "no Go crash report in its log"
 	}
 	return strings.Join(out, "; ")
+}
+
+// TestReadOnlyDataFolder restarts the agent on a data folder that has
+// become read-only (an SD card the kernel remounted after I/O errors): it
+// serves from an in-memory store, with the tenant settings it finds in the
+// read-only one, says so in its log and in delen_store_persistent, and
+// stops cleanly.
+func TestReadOnlyDataFolder(t *testing.T) {
+	requireSetup(t)
+	const n, rate, defaultExit = 200, 200.0, 2
+	mnt := mountTmpfs(t, "128m") // room for the settings to be stored
+	url := startBroker(t)
+	data := newDataDir(t, mnt)
+	ag := newAgent(t, url, data, true)
+	ag.start()
+	cam := newTenant(t, url, "ro")
+	setDefaultExit(t, cam, defaultExit)
+	ag.stop()
+
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Skipf("cannot remount the tmpfs read-only: %v", err)
+	}
+	ag.start()
+	l := cam.sendLoad("r", n, rate, schema.Bound{}) // the tenant's default bound
+	l.wait(t)
+	if !cam.waitAnswered(ag, l.ids, n, 20*time.Second, 5*time.Second) {
+		t.Errorf("with the data folder read-only, %d of %d answered", cam.answered(l.ids), n)
+	}
+	persistent := ag.metric("delen_store_persistent")
+	wrongExit := 0
+	for _, id := range l.ids {
+		if r := cam.result(id); r != nil && r.Exit != defaultExit {
+			wrongExit++
+		}
+	}
+	logged := ag.log.count("data folder not writable")
+	tl := cam.tally(l.ids, int(l.sent.Load()))
+	t.Logf("read-only data folder: %s; results not at the stored default exit %d: %d; delen_store_persistent %.0f; log lines %d", tl, defaultExit, wrongExit, persistent, logged)
+	tl.check(t)
+	if wrongExit > 0 {
+		t.Errorf("%d results ignored the tenant's stored default bound (exit %d)", wrongExit, defaultExit)
+	}
+	if persistent != 0 {
+		t.Errorf("delen_store_persistent = %.0f, want 0", persistent)
+	}
+	if logged == 0 {
+		t.Error("no log line says the data folder is not writable")
+	}
+	ag.stop()
 }

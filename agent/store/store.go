@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/delen-edge/delen/models/profile"
@@ -55,6 +54,10 @@ type Store struct {
 	spaceMu  sync.Mutex
 	spaceAt  time.Time
 	spaceErr error
+
+	stopGC    chan struct{} // closed by Close
+	closeOnce sync.Once
+	gcDone    chan struct{} // closed when the collection has stopped
 }
 
 const spaceCheckEvery = 100 * time.Millisecond
@@ -74,17 +77,65 @@ func Open(dir string, opt Options) (*Store, error) {
 		WithNumMemtables(2).
 		WithNumCompactors(2)
 	if opt.InMemory {
+		// No value log in memory: every value stays in the LSM tree (and
+		// Badger refuses values over the threshold).
 		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
+	} else {
+		// Results and history records (a few hundred bytes each) go to the
+		// value log, and the LSM tree keeps keys and pointers: at ~2000
+		// requests/s, compacting the records themselves held hundreds of
+		// MiB in table builders.
+		bo = bo.WithValueThreshold(valueThreshold)
 	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	st := &Store{db: db, log: log}
-	if !opt.InMemory {
+	st := &Store{db: db, log: log, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	if opt.InMemory {
+		close(st.gcDone)
+	} else {
 		st.dir = dir
+		go st.collectValueLog()
 	}
 	return st, nil
+}
+
+// valueThreshold is the value size from which Badger keeps values in the
+// value log rather than in the LSM tree.
+const valueThreshold = 128
+
+// gcEvery is how often the value log is garbage-collected: expired dedupe
+// records and history are only reclaimed from it by a rewrite.
+const gcEvery = time.Minute
+
+// collectValueLog rewrites value-log files that are at least half garbage,
+// every gcEvery, until Close.
+func (s *Store) collectValueLog() {
+	defer close(s.gcDone)
+	tick := time.NewTicker(gcEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-tick.C:
+		}
+		for s.roomToWrite() == nil {
+			err := s.db.RunValueLogGC(0.5)
+			if err != nil {
+				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+					s.log.Warn("value log garbage collection", "err", err)
+				}
+				break
+			}
+			select {
+			case <-s.stopGC:
+				return
+			default:
+			}
+		}
+	}
 }
 
 // roomToWrite reports ErrNoSpace when the data folder's file system is
@@ -97,9 +148,8 @@ func (s *Store) roomToWrite() error {
 	defer s.spaceMu.Unlock()
 	if now := time.Now(); now.Sub(s.spaceAt) >= spaceCheckEvery {
 		s.spaceAt, s.spaceErr = now, nil
-		var fs syscall.Statfs_t
-		if err := syscall.Statfs(s.dir, &fs); err == nil {
-			if free := uint64(fs.Bavail) * uint64(fs.Bsize); free < minFree {
+		if free, err := freeBytes(s.dir); err == nil {
+			if free < minFree {
 				s.spaceErr = fmt.Errorf("%w (%s: %d MiB free, writes need %d MiB)", ErrNoSpace, s.dir, free>>20, minFree>>20)
 			}
 		}
@@ -107,8 +157,12 @@ func (s *Store) roomToWrite() error {
 	return s.spaceErr
 }
 
-// Close flushes and closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the value-log collection, flushes and closes the database.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.stopGC) })
+	<-s.gcDone
+	return s.db.Close()
+}
 
 // Size is the store's size on disk in bytes (LSM tree and value log).
 func (s *Store) Size() int64 {

@@ -165,8 +165,12 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err := os.MkdirAll(g.data, 0o755); err != nil {
 		return err
 	}
-	st, err := store.Open(g.storeDir(), store.Options{Logger: log})
-	if err != nil {
+	st, err := store.OpenWritableOrMemory(g.storeDir(), store.Options{Logger: log})
+	readOnly := errors.Is(err, store.ErrReadOnly) || errors.Is(err, store.ErrNoSpace)
+	switch {
+	case readOnly:
+		log.Error("data folder not writable: serving without persistence (delen_store_persistent 0)", "err", err)
+	case err != nil:
 		return err
 	}
 	defer func() {
@@ -178,6 +182,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if brokerURL == "" {
 		ecfg := broker.EmbeddedConfig{Addr: f.listen, DataDir: filepath.Join(g.data, "broker"), Logger: g.quietLogger().With("component", "broker"),
 			Auth: auth, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, TLSAddr: f.tlsListen, TLSClientCAFile: f.tlsClientCA}
+		if readOnly {
+			ecfg.DataDir = "" // sessions and queued requests live in memory until exit
+		}
 		emb, err := broker.NewEmbedded(ecfg)
 		if err != nil {
 			return err
