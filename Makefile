@@ -98,6 +98,7 @@ soak: setup build
 	./bin/delen sim --scenario $$tmp/soak.yaml --broker tcp://$(SOAK_BROKER) --out $$out/sim --quiet; \
 	kill $$sampler; wait $$sampler 2>/dev/null || true; sampler=; sample drained >> $$out/metrics.csv; mv $$out/metrics-last.txt $$out/metrics-end.txt; \
 	curl -sf http://$(SOAK_HTTP)/debug/pprof/heap > $$out/heap-drained.pprof || true; \
+	./bin/delen sim plot-soak $$out/metrics.csv $$out/memory.png || true; \
 	kill -TERM $$agent; if wait $$agent; then stopped="stopped cleanly on SIGTERM"; else stopped="exit status $$? on SIGTERM"; fi; \
 	csv=$$out/sim/requests.csv; \
 	read t0 t1 < <(awk -F, 'NR>1{ if (min=="" || $$3<min) min=$$3; if ($$3>max) max=$$3 } END{printf "%.0f %.0f\n", min, max}' $$csv); \
@@ -111,7 +112,7 @@ soak: setup build
 	echo "  memory (rss_mib,rss_anon_mib,rss_file_mib,goroutines,heap_inuse_mib,gc_goal_mib): idle $$(row idle | cut -d, -f2-) | start t=$$first $$(row "$$first" | cut -d, -f2-) | end t=$$last $$(row "$$last" | cut -d, -f2-) | drained $$(row drained | cut -d, -f2-)"; \
 	echo "  p99 end-to-end latency: first $(SOAK_WINDOW) s $$(p99 $$t0 $$((t0+w)) 5), last $(SOAK_WINDOW) s $$(p99 $$((t1-w)) $$((t1+1)) 5)"; \
 	echo "  p99 agent latency:      first $(SOAK_WINDOW) s $$(p99 $$t0 $$((t0+w)) 14), last $(SOAK_WINDOW) s $$(p99 $$((t1-w)) $$((t1+1)) 14)"; \
-	echo "  series in $$out/metrics.csv, report in $$out/sim, agent log in $$out/serve.log, heap profiles (idle, drained) in $$out/heap-*.pprof (go tool pprof -sample_index=inuse_space bin/delen FILE)"
+	echo "  series in $$out/metrics.csv (plotted in $$out/memory.png), report in $$out/sim, agent log in $$out/serve.log, heap profiles (idle, drained) in $$out/heap-*.pprof (go tool pprof -sample_index=inuse_space bin/delen FILE)"
 
 clean:
 	rm -rf bin

@@ -81,6 +81,11 @@ type Config struct {
 	Publishers int
 	// MaxPayload is the largest request accepted, in bytes (default 4 MiB).
 	MaxPayload int
+	// MaxTenants bounds the tenants the agent keeps state and metrics for
+	// (default 1024): without tenant isolation anyone can name a new
+	// tenant in a topic. Requests of further tenants are answered
+	// overloaded; their control messages are dropped with a log line.
+	MaxTenants int
 	// QueueLimit caps each tenant's requests admitted and not yet answered
 	// (waiting for a stage, running, or waiting to be published); more are
 	// answered overloaded (default 1024).
@@ -150,6 +155,9 @@ func (c *Config) defaults() error {
 	}
 	if c.QueueLimit <= 0 {
 		c.QueueLimit = 1024
+	}
+	if c.MaxTenants <= 0 {
+		c.MaxTenants = 1024
 	}
 	if c.FairnessWindow <= 0 {
 		c.FairnessWindow = 2 * time.Millisecond
@@ -293,6 +301,8 @@ type Agent struct {
 
 	tenantsMu sync.Mutex
 	tenants   map[string]*tenant
+	labelsMu  sync.Mutex
+	labels    map[string]struct{} // tenant names used as metric labels
 
 	inflightMu sync.Mutex
 	inflight   map[string]*job // tenant/id → job, for duplicates delivered while it runs
@@ -300,6 +310,8 @@ type Agent struct {
 
 	// spilled holds the dedupe records the store refused.
 	spilled spillDedupe
+	// warnTenants rate-limits the log line of dropped control messages.
+	warnTenants rateLimit
 	// warnDedupe rate-limits the log line of failing dedupe writes.
 	warnDedupe rateLimit
 
@@ -327,6 +339,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		intake:   newIntakeQueue(intakeRunners),
 		out:      newFairQueue[*job](),
 		tenants:  map[string]*tenant{},
+		labels:   map[string]struct{}{},
 		inflight: map[string]*job{},
 		metrics:  newMetrics(),
 		readyCh:  make(chan struct{}),
@@ -713,16 +726,40 @@ loop:
 	return nil
 }
 
-// tenantFor returns tenant name's state, creating default settings.
+// tenantFor returns tenant name's state, creating default settings; nil
+// when name is new and the agent already has MaxTenants tenants.
 func (a *Agent) tenantFor(name string) *tenant {
 	a.tenantsMu.Lock()
 	defer a.tenantsMu.Unlock()
 	t := a.tenants[name]
 	if t == nil {
+		if len(a.tenants) >= a.cfg.MaxTenants {
+			return nil
+		}
 		t = &tenant{settings: schema.Settings{Weight: 1}, policies: map[string]policies.Policy{}}
 		a.tenants[name] = t
 	}
 	return t
+}
+
+// overflowLabel is the tenant label of metrics about tenants beyond
+// MaxTenants.
+const overflowLabel = "_other"
+
+// label is the tenant label for name in metrics: the name for up to
+// MaxTenants names, overflowLabel beyond, so that made-up tenant names
+// cannot grow the metrics without bound.
+func (a *Agent) label(name string) string {
+	a.labelsMu.Lock()
+	defer a.labelsMu.Unlock()
+	if _, ok := a.labels[name]; ok {
+		return name
+	}
+	if len(a.labels) >= a.cfg.MaxTenants {
+		return overflowLabel
+	}
+	a.labels[name] = struct{}{}
+	return name
 }
 
 // policyFor returns the tenant's instance of the named policy.

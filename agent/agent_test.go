@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -764,6 +765,53 @@ func TestTenantAdmissionLimits(t *testing.T) {
 	}
 	if r := free.wait("s1"); r.Status != schema.StatusLate || r.Exit != 1 || r.BoundMet == nil || *r.BoundMet {
 		t.Fatalf("late tenant, infeasible bound: %s exit %d bound_met %v", r.Status, r.Exit, r.BoundMet)
+	}
+}
+
+// TestTenantLimit: beyond MaxTenants, a new tenant's requests are answered
+// overloaded and counted under one metrics label, and its control messages
+// are dropped; the tenants within the limit are served as before.
+func TestTenantLimit(t *testing.T) {
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	r := startAgent(t, url, t.TempDir(), func(c *agent.Config) { c.MaxTenants = 3 })
+	var tenants []*tenantClient
+	for i := range 6 {
+		tenants = append(tenants, newTenant(t, url, fmt.Sprintf("t%d", i)))
+	}
+	for i, tc := range tenants { // one at a time: t0..t2 are the first three
+		tc.send(digit("a", i, schema.Bound{Exit: intp(1)}), schema.MsgPack)
+		res := tc.wait("a")
+		switch {
+		case i < 3 && res.Status != schema.StatusOK:
+			t.Errorf("tenant %d of limit 3: %s %+v, want ok", i+1, res.Status, res.Error)
+		case i >= 3 && (res.Status != schema.StatusError || res.Error.Code != schema.CodeOverloaded || !strings.Contains(res.Error.Message, "at most 3 tenants")):
+			t.Errorf("tenant %d of limit 3: %s %+v, want overloaded naming the limit", i+1, res.Status, res.Error)
+		}
+	}
+	// A control message of a tenant beyond the limit is dropped, counted.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tenants[4].c.Publish(ctx, schema.Topics{}.Control("t4"), 1, false, []byte(`{"bound":{"exit":2}}`)); err != nil {
+		t.Fatal(err)
+	}
+	tenants[0].send(digit("b", 0, schema.Bound{Exit: intp(1)}), schema.MsgPack)
+	if res := tenants[0].wait("b"); res.Status != schema.StatusOK {
+		t.Errorf("a tenant within the limit after the others were refused: %s", res.Status)
+	}
+	body := scrape(t, r.a.Metrics().Handler())
+	if got := metricValue(body, "delen_requests_total", "tenant", "_other", "code", schema.CodeOverloaded); got != 3 {
+		t.Errorf(`delen_requests_total{tenant="_other",code="overloaded"} = %v, want 3`, got)
+	}
+	for _, name := range []string{"t3", "t4", "t5"} {
+		if strings.Contains(body, `tenant="`+name+`"`) {
+			t.Errorf("metrics carry a label for %s, beyond the limit", name)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); metricValue(scrape(t, r.a.Metrics().Handler()), "delen_dropped_total", "reason", "too_many_tenants") != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal(`delen_dropped_total{reason="too_many_tenants"} never reached 1`)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a metric, bounded
 	}
 }
 

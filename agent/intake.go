@@ -69,7 +69,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		d, _ = a.spilled.get(key, arrival) // a record the store refused
 	}
 	if d != nil {
-		a.metrics.deduped.WithLabelValues(tenantName).Inc()
+		a.metrics.deduped.WithLabelValues(a.label(tenantName)).Inc()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := a.client.Publish(ctx, d.Topic, d.QoS, false, d.Payload); err != nil {
@@ -85,12 +85,16 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		// answer both with the one result.
 		j.msgs = append(j.msgs, msg)
 		a.inflightMu.Unlock()
-		a.metrics.deduped.WithLabelValues(tenantName).Inc()
+		a.metrics.deduped.WithLabelValues(a.label(tenantName)).Inc()
 		return
 	}
 	a.inflightMu.Unlock()
 
 	t := a.tenantFor(tenantName)
+	if t == nil {
+		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "the agent serves at most %d tenants", a.cfg.MaxTenants), msg)
+		return
+	}
 	set := t.get()
 	if !t.admit(arrival) {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "tenant %s is over its rate limit of %g requests/s", tenantName, set.RateLimit), msg)
@@ -185,7 +189,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		admitted = false
 		return
 	}
-	a.metrics.queueDepth.WithLabelValues(tenantName).Set(float64(a.sched.depth(tenantName)))
+	a.metrics.queueDepth.WithLabelValues(a.label(tenantName)).Set(float64(a.sched.depth(tenantName)))
 	a.runInline()
 	a.sched.wakeIfQueued()
 }
@@ -248,7 +252,7 @@ func (a *Agent) stageCost(sm *servedModel, i int) float64 {
 // served and acknowledges it.
 func (a *Agent) answerError(tenantName string, req *schema.Request, enc schema.Encoding, qos byte, topic string, err error, msg broker.Message) {
 	res := schema.NewErrorResult(tenantName, req, err)
-	a.metrics.requests.WithLabelValues(tenantName, schema.StatusError, res.Error.Code).Inc()
+	a.metrics.requests.WithLabelValues(a.label(tenantName), schema.StatusError, res.Error.Code).Inc()
 	payload, encErr := schema.EncodeResult(res, enc)
 	if encErr != nil {
 		a.log.Error("encode error result", "err", encErr)

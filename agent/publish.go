@@ -109,19 +109,19 @@ func (a *Agent) observe(j *job, r *schema.Result) {
 	if r.Error != nil {
 		code = r.Error.Code
 	}
-	m := a.metrics
-	m.requests.WithLabelValues(j.tenant, r.Status, code).Inc()
-	m.queueDepth.WithLabelValues(j.tenant).Set(float64(a.sched.depth(j.tenant)))
+	m, lbl := a.metrics, a.label(j.tenant)
+	m.requests.WithLabelValues(lbl, r.Status, code).Inc()
+	m.queueDepth.WithLabelValues(lbl).Set(float64(a.sched.depth(j.tenant)))
 	if r.Status == schema.StatusError {
 		return
 	}
-	m.latency.WithLabelValues(j.tenant).Observe(r.LatencyMS / 1000)
-	m.energy.WithLabelValues(j.tenant).Add(r.EnergyMJ)
+	m.latency.WithLabelValues(lbl).Observe(r.LatencyMS / 1000)
+	m.energy.WithLabelValues(lbl).Add(r.EnergyMJ)
 	if r.Exit > 0 {
-		m.exits.WithLabelValues(j.tenant, j.model.name, strconv.Itoa(r.Exit)).Inc()
+		m.exits.WithLabelValues(lbl, j.model.name, strconv.Itoa(r.Exit)).Inc()
 	}
 	if r.BoundMet != nil && !*r.BoundMet {
-		m.boundMisses.WithLabelValues(j.tenant).Inc()
+		m.boundMisses.WithLabelValues(lbl).Inc()
 	}
 }
 
@@ -172,6 +172,16 @@ func (a *Agent) onControl(msg broker.Message) {
 	if len(msg.Payload()) == 0 {
 		return // a cleared retained control message
 	}
+	t := a.tenantFor(tenantName)
+	if t == nil {
+		// No state is published: a retained message per made-up tenant
+		// name would grow the broker instead.
+		a.metrics.dropped.WithLabelValues("too_many_tenants").Inc()
+		if a.warnTenants.allow(time.Now()) {
+			a.log.Warn("control message of a new tenant dropped: the agent is at its tenant limit (at most one such line a minute)", "tenant", tenantName, "max_tenants", a.cfg.MaxTenants)
+		}
+		return
+	}
 	c, enc, err := schema.DecodeControl(msg.Payload(), a.cfg.MaxPayload)
 	if err == nil {
 		err = c.Validate()
@@ -179,7 +189,7 @@ func (a *Agent) onControl(msg broker.Message) {
 	if err == nil && (c.Policy != nil || c.Params != nil) {
 		// Check the policy the tenant would have, with the parameters it
 		// would have.
-		eff := a.tenantFor(tenantName).get().Apply(c)
+		eff := t.get().Apply(c)
 		if !a.cfg.Policies.Has(eff.Policy) {
 			err = schema.Errorf(schema.CodeBadRequest, "policy %q is not known (known: %v)", eff.Policy, a.cfg.Policies.Names())
 		} else if _, perr := a.cfg.Policies.New(eff.Policy, policies.Params(eff.Params)); perr != nil {
@@ -193,7 +203,6 @@ func (a *Agent) onControl(msg broker.Message) {
 			sm.release()
 		}
 	}
-	t := a.tenantFor(tenantName)
 	if err != nil {
 		a.log.Warn("control message refused", "tenant", tenantName, "err", err)
 		a.publishState(tenantName, t.get(), enc, err)

@@ -39,6 +39,7 @@ type serveFlags struct {
 	model      string
 	workers    int
 	queueLimit int
+	maxTenants int
 	maxPayload int
 	infeasible string
 	policy     string
@@ -74,7 +75,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&f.prefix, "prefix", envOr("DELEN_PREFIX", "delen"), "topic prefix")
 	c.Flags().StringVar(&f.model, "model", envOr("DELEN_MODEL", "mnist-ee"), "default model")
 	c.Flags().IntVar(&f.workers, "workers", 0, "stage workers (default: one per CPU)")
-	c.Flags().IntVar(&f.queueLimit, "queue-limit", 1024, "waiting requests per tenant before `overloaded`")
+	c.Flags().IntVar(&f.queueLimit, "queue-limit", 1024, "requests per tenant admitted and not yet answered before `overloaded`")
+	c.Flags().IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered `overloaded`")
 	c.Flags().IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes before `too_large`")
 	c.Flags().StringVar(&f.infeasible, "infeasible", "late", "when not even exit 1 can meet a bound: late (serve exit 1) or shed")
 	c.Flags().StringVar(&f.provider, "provider", envOr("DELEN_PROVIDER", "cpu"), "ONNX Runtime execution provider: cpu, cuda or tensorrt (falls back to cpu with a log line when missing)")
@@ -218,7 +220,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
-		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit,
+		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxTenants: f.maxTenants,
 		MaxPayload: f.maxPayload, Infeasible: f.infeasible, Logger: log,
 	})
 	if err != nil {

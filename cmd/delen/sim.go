@@ -59,6 +59,12 @@ writes). With --broker only MQTT is used, against whatever agent listens there.`
 	c.Flags().IntVar(&f.profileRuns, "profile-runs", 0, "in-process agent: runs per stage when profiling a model on first start (default: the agent's)")
 	f.meter.add(c)
 	c.MarkFlagRequired("scenario")
+	c.AddCommand(&cobra.Command{
+		Use:   "plot-soak METRICS.CSV OUT.PNG",
+		Short: "plot the memory and goroutine series that `make soak` samples",
+		Args:  cobra.ExactArgs(2),
+		RunE:  func(cmd *cobra.Command, args []string) error { return sim.PlotSoakSeries(args[0], args[1]) },
+	})
 	return c
 }
 
