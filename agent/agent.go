@@ -100,6 +100,11 @@ type Config struct {
 	Infeasible string
 	// HistoryTTL (default 7 days) and DedupeTTL (default 10 minutes).
 	HistoryTTL, DedupeTTL time.Duration
+	// HistoryMaxRecords is how many of its newest history records each
+	// tenant keeps (default 100,000; older ones are deleted once a minute);
+	// negative keeps all for HistoryTTL. At ~2,000 requests/s the records
+	// of 7 days would not fit an edge device's disk.
+	HistoryMaxRecords int
 	// ProfileRuns is how many runs per stage profile a model on first
 	// start (default 200).
 	ProfileRuns int
@@ -171,6 +176,9 @@ func (c *Config) defaults() error {
 	}
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 7 * 24 * time.Hour
+	}
+	if c.HistoryMaxRecords == 0 {
+		c.HistoryMaxRecords = 100_000
 	}
 	if c.DedupeTTL <= 0 {
 		c.DedupeTTL = 10 * time.Minute
@@ -367,7 +375,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.tenants[name] = &tenant{settings: set, policies: map[string]policies.Policy{}}
 		a.sched.setWeight(name, weightOf(set))
 	}
-	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, a.log, a.metrics)
+	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, cfg.HistoryMaxRecords, a.log, a.metrics)
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_bytes",
 		Help: "Size of the Badger store on disk (LSM tree and value log)."}, func() float64 { return float64(cfg.Store.Size()) }))
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_persistent",

@@ -11,25 +11,30 @@ import (
 // historyWriter batches history records off the hot path: records are
 // written every flushEvery or when maxBatch have gathered. When the store
 // fails (a full or read-only disk), the agent keeps serving; the records
-// are counted as lost and logged.
+// are counted as lost and logged. Every trimEvery, and once more at close,
+// it deletes each tenant's records beyond the newest keep, so history is
+// bounded on disk by count as well as by its time to live.
 type historyWriter struct {
-	st       *store.Store
-	ttl      time.Duration
-	log      *slog.Logger
-	metrics  *Metrics
-	in       chan store.Record
-	done     chan struct{}
-	closeOne sync.Once
+	st        *store.Store
+	ttl       time.Duration
+	keep      int           // records kept per tenant; ≤ 0: no limit
+	trimEvery time.Duration // 0: after every flush
+	log       *slog.Logger
+	metrics   *Metrics
+	in        chan store.Record
+	done      chan struct{}
+	closeOne  sync.Once
 }
 
 const (
 	historyQueue = 8192
 	maxBatch     = 512
 	flushEvery   = 200 * time.Millisecond
+	trimEvery    = time.Minute
 )
 
-func newHistoryWriter(st *store.Store, ttl time.Duration, log *slog.Logger, m *Metrics) *historyWriter {
-	return &historyWriter{st: st, ttl: ttl, log: log, metrics: m,
+func newHistoryWriter(st *store.Store, ttl time.Duration, keep int, log *slog.Logger, m *Metrics) *historyWriter {
+	return &historyWriter{st: st, ttl: ttl, keep: keep, trimEvery: trimEvery, log: log, metrics: m,
 		in: make(chan store.Record, historyQueue), done: make(chan struct{})}
 }
 
@@ -48,6 +53,24 @@ func (h *historyWriter) run() {
 	tick := time.NewTicker(flushEvery)
 	defer tick.Stop()
 	batch := make([]store.Record, 0, maxBatch)
+	written := map[string]bool{} // tenants with records since the last trim
+	lastTrim := time.Now()
+	trim := func() {
+		lastTrim = time.Now()
+		if h.keep <= 0 {
+			clear(written)
+			return
+		}
+		for tenant := range written {
+			n, err := h.st.TrimHistory(tenant, h.keep)
+			if err != nil {
+				h.log.Warn("history not trimmed", "tenant", tenant, "keep", h.keep, "err", err)
+				continue // tried again at the next trim
+			}
+			delete(written, tenant)
+			h.metrics.historyTrimmed.Add(float64(n))
+		}
+	}
 	flush := func() {
 		if len(batch) == 0 {
 			return
@@ -58,8 +81,14 @@ func (h *historyWriter) run() {
 			h.log.Warn("history batch not written; serving continues without it", "records", len(batch), "err", err)
 		} else {
 			h.metrics.historyWritten.Add(float64(len(batch)))
+			for _, r := range batch {
+				written[r.Tenant] = true
+			}
 		}
 		batch = batch[:0]
+		if time.Since(lastTrim) >= h.trimEvery {
+			trim()
+		}
 	}
 	for {
 		select {
@@ -80,6 +109,7 @@ func (h *historyWriter) run() {
 					}
 				default:
 					flush()
+					trim()
 					return
 				}
 			}

@@ -26,6 +26,7 @@ type Metrics struct {
 	storeErrors    prometheus.Counter
 	historyWritten prometheus.Counter
 	historyDropped prometheus.Counter
+	historyTrimmed prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -61,9 +62,11 @@ func newMetrics() *Metrics {
 			Help: "History records written."}),
 		historyDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "delen_history_dropped_total",
 			Help: "History records lost (queue full or store failing)."}),
+		historyTrimmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "delen_history_trimmed_total",
+			Help: "History records deleted to keep each tenant's newest HistoryMaxRecords."}),
 	}
 	m.reg.MustRegister(m.requests, m.exits, m.latency, m.stageSeconds, m.batchSize, m.energy, m.queueDepth,
-		m.boundMisses, m.deduped, m.dropped, m.brokerUp, m.storeErrors, m.historyWritten, m.historyDropped,
+		m.boundMisses, m.deduped, m.dropped, m.brokerUp, m.storeErrors, m.historyWritten, m.historyDropped, m.historyTrimmed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

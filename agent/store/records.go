@@ -135,6 +135,49 @@ func (s *Store) AppendHistory(recs []Record, ttl time.Duration) error {
 	return wb.Flush()
 }
 
+// TrimHistory deletes tenant's oldest history records beyond the newest
+// keep, and reports how many it deleted. It reads keys only.
+func (s *Store) TrimHistory(tenant string, keep int) (int, error) {
+	if keep < 0 {
+		keep = 0
+	}
+	prefix := []byte("hist/" + tenant + "/")
+	var old [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		n := 0
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		if n <= keep {
+			return nil
+		}
+		old = make([][]byte, 0, n-keep)
+		for it.Rewind(); it.Valid() && len(old) < n-keep; it.Next() {
+			old = append(old, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil || len(old) == 0 {
+		return 0, err
+	}
+	if err := s.roomToWrite(); err != nil {
+		return 0, err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range old {
+		if err := wb.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, err
+	}
+	return len(old), nil
+}
+
 // History returns the records of tenant (all tenants when empty) that
 // arrived at or after since, oldest first per tenant, at most limit (≤ 0:
 // no limit).

@@ -40,6 +40,7 @@ type serveFlags struct {
 	workers    int
 	queueLimit int
 	maxTenants int
+	histMax    int
 	maxPayload int
 	infeasible string
 	policy     string
@@ -76,6 +77,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&f.model, "model", envOr("DELEN_MODEL", "mnist-ee"), "default model")
 	c.Flags().IntVar(&f.workers, "workers", 0, "stage workers (default: one per CPU)")
 	c.Flags().IntVar(&f.queueLimit, "queue-limit", 1024, "requests per tenant admitted and not yet answered before `overloaded`")
+	c.Flags().IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted once a minute; -1: keep all for 7 days)")
 	c.Flags().IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered `overloaded`")
 	c.Flags().IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes before `too_large`")
 	c.Flags().StringVar(&f.infeasible, "infeasible", "late", "when not even exit 1 can meet a bound: late (serve exit 1) or shed")
@@ -220,7 +222,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
-		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxTenants: f.maxTenants,
+		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax,
 		MaxPayload: f.maxPayload, Infeasible: f.infeasible, Logger: log,
 	})
 	if err != nil {
