@@ -139,19 +139,23 @@ func TestFlowInNodeRED(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	// Node-RED says when the flow's MQTT node is connected.
 	connected := make(chan struct{})
+	summary := make(chan struct{}) // the exit-1 result's summary line printed
 	exited := make(chan struct{})
 	var log strings.Builder
 	var logMu sync.Mutex
 	go func() {
 		defer close(exited)
 		sc := bufio.NewScanner(stdout)
-		once := sync.Once{}
+		var once, summaryOnce sync.Once
 		for sc.Scan() {
 			logMu.Lock()
 			log.WriteString(sc.Text() + "\n")
 			logMu.Unlock()
 			if strings.Contains(sc.Text(), "Connected to broker") {
 				once.Do(func() { close(connected) })
+			}
+			if strings.Contains(sc.Text(), "exit 1/3") {
+				summaryOnce.Do(func() { close(summary) })
 			}
 		}
 	}()
@@ -201,12 +205,17 @@ func TestFlowInNodeRED(t *testing.T) {
 	if r := results["exit"]; r != nil && r.Exit != 1 {
 		t.Errorf("exit-1 inject served exit %d", r.Exit)
 	}
-	// The flow's summary node printed what it received (debug to console).
+	// The flow's summary node prints what it received (debug to console),
+	// possibly after the test's own subscription got the results.
+	select {
+	case <-summary:
+	case <-time.After(20 * time.Second):
+		logMu.Lock()
+		t.Errorf("Node-RED's debug output has no summary line for the exit-1 result within 20 s:\n%s", log.String())
+		logMu.Unlock()
+	}
 	logMu.Lock()
 	defer logMu.Unlock()
-	if !strings.Contains(log.String(), "exit 1/3") {
-		t.Errorf("Node-RED's debug output has no summary line:\n%s", log.String())
-	}
 	for _, line := range strings.Split(log.String(), "\n") {
 		if strings.Contains(line, "· exit ") {
 			t.Log(strings.TrimSpace(line))
