@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,4 +40,30 @@ func TestPlotSoakSeries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzReadSoakSeries: any input parses to finite points or an error,
+// never a panic.
+func FuzzReadSoakSeries(f *testing.F) {
+	f.Add("t_s,rss_mib,goroutines\nidle,100,70\n10,300,80\n")
+	f.Add("t_s,rss_mib\n10,NaN\n20,Inf\n")
+	f.Add("t_s,a,b\n1,2\n3\n")
+	f.Add("t_s\n1\n")
+	f.Add("t_s,x\n\"1,2\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		series, err := readSoakSeries(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for _, s := range series {
+			if len(s.pts) == 0 {
+				t.Fatalf("series %q without points", s.name)
+			}
+			for _, p := range s.pts {
+				if math.IsNaN(p.X) || math.IsNaN(p.Y) || math.IsInf(p.X, 0) || math.IsInf(p.Y, 0) {
+					t.Fatalf("series %q has a point that cannot be drawn: %v", s.name, p)
+				}
+			}
+		}
+	})
 }
