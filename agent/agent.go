@@ -248,6 +248,7 @@ func (sm *servedModel) retire() {
 
 // tenant is one tenant's settings, policy instances and rate limiter.
 type tenant struct {
+	label    string // its tenant label in metrics, fixed at creation (see Agent.label)
 	mu       sync.Mutex
 	settings schema.Settings
 	policies map[string]policies.Policy
@@ -372,7 +373,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		}
 	}
 	for name, set := range stored {
-		a.tenants[name] = &tenant{settings: set, policies: map[string]policies.Policy{}}
+		a.tenants[name] = &tenant{settings: set, policies: map[string]policies.Policy{}, label: a.label(name)}
 		a.sched.setWeight(name, weightOf(set))
 	}
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, cfg.HistoryMaxRecords, a.log, a.metrics)
@@ -744,7 +745,7 @@ func (a *Agent) tenantFor(name string) *tenant {
 		if len(a.tenants) >= a.cfg.MaxTenants {
 			return nil
 		}
-		t = &tenant{settings: schema.Settings{Weight: 1}, policies: map[string]policies.Policy{}}
+		t = &tenant{settings: schema.Settings{Weight: 1}, policies: map[string]policies.Policy{}, label: a.label(name)}
 		a.tenants[name] = t
 	}
 	return t

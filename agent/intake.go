@@ -189,7 +189,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		admitted = false
 		return
 	}
-	a.metrics.queueDepth.WithLabelValues(a.label(tenantName)).Set(float64(a.sched.depth(tenantName)))
+	a.metrics.queueDepth.WithLabelValues(t.label).Set(float64(a.sched.depth(tenantName)))
 	a.runInline()
 	a.sched.wakeIfQueued()
 }

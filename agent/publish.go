@@ -53,6 +53,7 @@ func (a *Agent) publish(ctx context.Context, j *job) {
 		a.log.Error("encode result", "tenant", j.tenant, "id", r.ID, "err", err)
 		payload, _ = schema.EncodeResult(schema.NewErrorResult(j.tenant, j.req, schema.Errorf(schema.CodeInternal, "result not encodable")), j.enc)
 	}
+	key := j.tenant + "/" + j.req.ID
 	// Dedupe first: if the agent dies after publishing, the redelivered
 	// request finds this record and gets the same bytes, not a second
 	// inference.
@@ -61,7 +62,7 @@ func (a *Agent) publish(ctx context.Context, j *job) {
 		if err := a.cfg.Store.PutDedupe(j.tenant, j.req.ID, d, a.cfg.DedupeTTL); err != nil {
 			// Kept in memory instead: redeliveries while the agent runs are
 			// still answered with these bytes; a crash now would forget them.
-			a.spilled.put(j.tenant+"/"+j.req.ID, d, time.Now().Add(a.cfg.DedupeTTL))
+			a.spilled.put(key, d, time.Now().Add(a.cfg.DedupeTTL))
 			a.metrics.storeErrors.Inc()
 			if a.warnDedupe.allow(time.Now()) {
 				a.log.Warn("dedupe records not written to the store, kept in memory until a restart; results are still published (at most one such line a minute)", "tenant", j.tenant, "id", r.ID, "err", err)
@@ -71,7 +72,6 @@ func (a *Agent) publish(ctx context.Context, j *job) {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = a.client.Publish(pctx, j.topic, j.qos, false, payload)
 	cancel()
-	key := j.tenant + "/" + j.req.ID
 	a.inflightMu.Lock()
 	delete(a.inflight, key)
 	msgs := j.msgs
@@ -109,7 +109,7 @@ func (a *Agent) observe(j *job, r *schema.Result) {
 	if r.Error != nil {
 		code = r.Error.Code
 	}
-	m, lbl := a.metrics, a.label(j.tenant)
+	m, lbl := a.metrics, j.owner.label
 	m.requests.WithLabelValues(lbl, r.Status, code).Inc()
 	m.queueDepth.WithLabelValues(lbl).Set(float64(a.sched.depth(j.tenant)))
 	if r.Status == schema.StatusError {
