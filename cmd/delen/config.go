@@ -2,9 +2,9 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -14,30 +14,196 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// How a flag gets its value, in order: the command line, its DELEN_*
+// environment variable, the --config file, its default. The flag set is
+// the one source of truth: which flags have a variable and which are keys
+// of the file is derived from it (and from the annotations below), so a
+// flag added to `delen serve` has both without further code.
+
 // tenantDefaultsKey is the config key of per-tenant default settings; every
 // other key is a flag of the command.
 const tenantDefaultsKey = "tenant-defaults"
 
+const (
+	// cmdAllEnv, a command annotation, gives every flag of the command a
+	// DELEN_<FLAG> variable; --config is offered by such commands only.
+	cmdAllEnv = "delen_all_env"
+	// flagEnv, a flag annotation, names the flag's variable (on commands
+	// without cmdAllEnv, or to use another name than DELEN_<FLAG>).
+	flagEnv = "delen_env"
+	// flagSecret, a flag annotation, keeps a flag out of the file: its
+	// value comes from the command line or the variable only.
+	flagSecret = "delen_secret"
+)
+
+// Flag value sources, as recorded in globals.sources.
+const (
+	fromFlag = "flag"
+	fromEnv  = "env"
+	fromFile = "file"
+)
+
 // fileConfig is a parsed configuration file: flag values by flag name, and
 // tenants' default settings.
 type fileConfig struct {
-	path     string
-	values   map[string]string
-	order    []string
-	tenants  map[string]schema.Settings
-	fromFile map[string]bool // flags whose value came from the file
+	path    string
+	values  map[string]string
+	tenants map[string]schema.Settings
+	// applied counts the flags whose value came from the file.
+	applied int
 }
 
-// envName is the environment variable that overrides a flag: DELEN_ and
-// the flag name in upper case with '_' for '-'.
+// envName is the default variable of a flag: DELEN_ and the flag name in
+// upper case with '_' for '-'.
 func envName(flag string) string {
 	return "DELEN_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// withEnv gives the named flags of fs a variable: DELEN_<FLAG>, or
+// variable when it is not empty. Flags of commands marked cmdAllEnv have
+// theirs already.
+func withEnv(fs *pflag.FlagSet, variable string, names ...string) {
+	for _, name := range names {
+		v := variable
+		if v == "" {
+			v = envName(name)
+		}
+		if err := fs.SetAnnotation(name, flagEnv, []string{v}); err != nil {
+			panic(err) // a flag name misspelled in the code
+		}
+	}
+}
+
+// secret marks flags whose value stays out of configuration files.
+func secret(fs *pflag.FlagSet, names ...string) {
+	for _, name := range names {
+		if err := fs.SetAnnotation(name, flagSecret, []string{"true"}); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// envOf is the variable of flag f of cmd, or "" when it has none.
+func envOf(cmd *cobra.Command, f *pflag.Flag) string {
+	if v := f.Annotations[flagEnv]; len(v) > 0 {
+		return v[0]
+	}
+	if cmd.Annotations[cmdAllEnv] != "" || cmd.Root().PersistentFlags().Lookup(f.Name) == f {
+		return envName(f.Name)
+	}
+	return ""
+}
+
+// fileKey reports whether flag f may be set by cmd's configuration file.
+func fileKey(f *pflag.Flag) bool {
+	return f.Name != "config" && f.Name != "help" && len(f.Annotations[flagSecret]) == 0
+}
+
+// flags returns every flag cmd takes (its own and inherited ones), once
+// each, in name order.
+func flags(cmd *cobra.Command) []*pflag.Flag {
+	seen := map[string]bool{}
+	var out []*pflag.Flag
+	add := func(f *pflag.Flag) {
+		if !seen[f.Name] {
+			seen[f.Name] = true
+			out = append(out, f)
+		}
+	}
+	cmd.Flags().VisitAll(add)
+	cmd.InheritedFlags().VisitAll(add)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func lookup(cmd *cobra.Command, name string) *pflag.Flag {
+	if f := cmd.Flags().Lookup(name); f != nil {
+		return f
+	}
+	return cmd.InheritedFlags().Lookup(name)
+}
+
+// kind describes the values a flag accepts, for error messages.
+func kind(f *pflag.Flag) string {
+	if c, ok := f.Value.(*choiceValue); ok {
+		return "one of " + strings.Join(c.choices, ", ")
+	}
+	switch t := f.Value.Type(); t {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "duration":
+		return "a duration such as 500ms, 30s or 5m"
+	default:
+		return "a " + t
+	}
+}
+
+// configure gives every flag of cmd that the command line left unset its
+// value from its DELEN_* variable, else from the --config file (or
+// DELEN_CONFIG), and records where each value came from in g.sources. A
+// value that does not parse stops the command, naming the variable or the
+// key and the kind of value it wants.
+func configure(cmd *cobra.Command, g *globals) error {
+	g.sources = map[string]string{}
+	var c *fileConfig
+	if cf := cmd.Flags().Lookup("config"); cf != nil {
+		path := cf.Value.String()
+		if !cf.Changed {
+			path = os.Getenv(envName("config"))
+		}
+		if path != "" {
+			var err error
+			if c, err = loadConfig(path, cmd); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range flags(cmd) {
+		if f.Name == "config" || f.Name == "help" {
+			continue
+		}
+		if f.Changed {
+			g.sources[f.Name] = fromFlag
+			continue
+		}
+		if env := envOf(cmd, f); env != "" {
+			if v := os.Getenv(env); v != "" {
+				if err := f.Value.Set(v); err != nil {
+					return fmt.Errorf("%s=%q: want %s (the variable of --%s)", env, v, kind(f), f.Name)
+				}
+				g.sources[f.Name] = fromEnv
+				continue
+			}
+		}
+		if v, ok := c.value(f.Name); ok {
+			if err := f.Value.Set(v); err != nil {
+				return fmt.Errorf("config %s: %s: %q: want %s", c.path, f.Name, v, kind(f))
+			}
+			g.sources[f.Name] = fromFile
+			c.applied++
+		}
+	}
+	g.config = c
+	return nil
+}
+
+func (c *fileConfig) value(key string) (string, bool) {
+	if c == nil {
+		return "", false
+	}
+	v, ok := c.values[key]
+	return v, ok
+}
+
 // loadConfig reads a YAML (or JSON) configuration file whose keys are the
 // command's flag names (`listen`, `workers`, `log-level`, …) plus
-// `tenant-defaults`. Unknown keys, values of the wrong kind and invalid
-// tenant settings fail with the key and the reason.
+// `tenant-defaults`. Unknown keys, secrets, values that are not single
+// values and invalid tenant settings fail with the key and the reason;
+// values of the wrong kind fail in configure.
 func loadConfig(path string, cmd *cobra.Command) (*fileConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -47,7 +213,13 @@ func loadConfig(path string, cmd *cobra.Command) (*fileConfig, error) {
 	if err := yaml.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	c := &fileConfig{path: path, values: map[string]string{}, tenants: map[string]schema.Settings{}, fromFile: map[string]bool{}}
+	c := &fileConfig{path: path, values: map[string]string{}, tenants: map[string]schema.Settings{}}
+	var keys []string
+	for _, f := range flags(cmd) {
+		if fileKey(f) {
+			keys = append(keys, f.Name)
+		}
+	}
 	for key, v := range raw {
 		if key == tenantDefaultsKey {
 			if err := c.readTenants(v); err != nil {
@@ -55,8 +227,11 @@ func loadConfig(path string, cmd *cobra.Command) (*fileConfig, error) {
 			}
 			continue
 		}
-		if lookup(cmd, key) == nil {
-			return nil, fmt.Errorf("config %s: unknown key %q (keys are the flags of `delen %s`: %s, and %s)", path, key, cmd.Name(), strings.Join(flagNames(cmd), ", "), tenantDefaultsKey)
+		if !slices.Contains(keys, key) {
+			if f := lookup(cmd, key); f != nil && len(f.Annotations[flagSecret]) > 0 {
+				return nil, fmt.Errorf("config %s: %s: a secret stays out of the file; set %s or --%s instead", path, key, envOf(cmd, f), key)
+			}
+			return nil, fmt.Errorf("config %s: unknown key %q (keys are the flags of `delen %s`: %s; and %s)", path, key, cmd.Name(), strings.Join(keys, ", "), tenantDefaultsKey)
 		}
 		switch v := v.(type) {
 		case map[string]any, []any:
@@ -66,9 +241,7 @@ func loadConfig(path string, cmd *cobra.Command) (*fileConfig, error) {
 		default:
 			c.values[key] = fmt.Sprint(v)
 		}
-		c.order = append(c.order, key)
 	}
-	sort.Strings(c.order)
 	return c, nil
 }
 
@@ -98,69 +271,32 @@ func (c *fileConfig) readTenants(v any) error {
 	return nil
 }
 
-// apply sets every flag the file names, unless the command line set it or
-// its DELEN_ environment variable is set: flags beat the environment, the
-// environment beats the file.
-func (c *fileConfig) apply(cmd *cobra.Command) error {
-	for _, key := range c.order {
-		f := lookup(cmd, key)
-		if f.Changed || os.Getenv(envName(key)) != "" {
-			continue
-		}
-		if err := f.Value.Set(c.values[key]); err != nil {
-			return fmt.Errorf("config %s: %s: %q: %w", c.path, key, c.values[key], err)
-		}
-		c.fromFile[key] = true
+// choiceValue is a string flag that takes one of a fixed set of values; it
+// refuses others when set, whatever the source.
+type choiceValue struct {
+	p       *string
+	choices []string
+}
+
+// choiceVar defines a flag whose value is one of choices (def among them).
+func choiceVar(fs *pflag.FlagSet, p *string, name, def, usage string, choices ...string) {
+	*p = def
+	fs.Var(&choiceValue{p: p, choices: choices}, name, usage)
+}
+
+func (c *choiceValue) String() string { return *c.p }
+
+// Type is the flag's placeholder in --help: its choices.
+func (c *choiceValue) Type() string { return strings.Join(c.choices, "|") }
+
+func (c *choiceValue) Set(v string) error {
+	if !slices.Contains(c.choices, v) {
+		return fmt.Errorf("want one of %s", strings.Join(c.choices, ", "))
 	}
+	*c.p = v
 	return nil
 }
 
-func lookup(cmd *cobra.Command, name string) *pflag.Flag {
-	if name == "config" || name == "help" {
-		return nil
-	}
-	if f := cmd.Flags().Lookup(name); f != nil {
-		return f
-	}
-	return cmd.InheritedFlags().Lookup(name)
-}
-
-func flagNames(cmd *cobra.Command) []string {
-	var names []string
-	add := func(f *pflag.Flag) {
-		if f.Name != "config" && f.Name != "help" {
-			names = append(names, f.Name)
-		}
-	}
-	cmd.Flags().VisitAll(add)
-	cmd.InheritedFlags().VisitAll(add)
-	sort.Strings(names)
-	return names
-}
-
-// applyConfigFile loads and applies --config (or DELEN_CONFIG) when the
-// command has that flag.
-func applyConfigFile(cmd *cobra.Command, g *globals) error {
-	f := cmd.Flags().Lookup("config")
-	if f == nil {
-		return nil
-	}
-	path := f.Value.String()
-	if path == "" {
-		return nil
-	}
-	c, err := loadConfig(path, cmd)
-	if err != nil {
-		return err
-	}
-	if err := c.apply(cmd); err != nil {
-		return err
-	}
-	g.config = c
-	return nil
-}
-
-// errBadChoice reports a flag value outside its choices.
-func errBadChoice(flag, value string, choices ...string) error {
-	return errors.New("--" + flag + " " + fmt.Sprintf("%q", value) + ": want one of " + strings.Join(choices, ", "))
-}
+// userSet reports whether a flag's value was given (on the command line,
+// by its variable or by the file) rather than left to its default.
+func (g *globals) userSet(name string) bool { return g.sources[name] != "" }

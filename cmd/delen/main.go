@@ -38,6 +38,9 @@ type globals struct {
 	logFormat string
 	// config is the --config file, when one was given.
 	config *fileConfig
+	// sources says where each flag that is not at its default got its
+	// value: fromFlag, fromEnv or fromFile (see configure).
+	sources map[string]string
 }
 
 // quietLogger logs warnings and errors only, unless --log-level is debug:
@@ -66,7 +69,7 @@ func newRoot() *cobra.Command {
 			}
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if err := applyConfigFile(cmd, g); err != nil {
+			if err := configure(cmd, g); err != nil {
 				return err
 			}
 			var lvl slog.Level
@@ -84,31 +87,23 @@ func newRoot() *cobra.Command {
 				g.stopProf = func() { pprof.StopCPUProfile(); f.Close() }
 			}
 			g.level = lvl
-			switch g.logFormat {
-			case "text":
-				g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-			case "json":
+			if g.logFormat == "json" {
 				g.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-			default:
-				return errBadChoice("log-format", g.logFormat, "text", "json")
+			} else {
+				g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 			}
 			return nil
 		},
 	}
-	root.PersistentFlags().StringVar(&g.data, "data", envOr("DELEN_DATA", "./data"), "data folder (Badger store)")
-	root.PersistentFlags().StringVar(&g.zoo, "zoo", envOr("DELEN_ZOO", ""), "extra model folder to load models from (besides the built-in zoo)")
-	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("DELEN_LOG_LEVEL", "info"), "debug, info, warn or error")
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", envOr("DELEN_LOG_FORMAT", "text"), "log format: text or json")
+	// Every global flag reads its DELEN_* variable (see configure).
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.data, "data", "./data", "data `folder` (Badger store, embedded broker state, generated models)")
+	pf.StringVar(&g.zoo, "zoo", "", "extra model `folder` to load models from (besides the built-in zoo and <data>/models)")
+	pf.StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this `file`")
+	choiceVar(pf, &g.logLevel, "log-level", "info", "log level", "debug", "info", "warn", "error")
+	choiceVar(pf, &g.logFormat, "log-format", "text", "log format", "text", "json")
 	root.AddCommand(newServeCmd(g), newSendCmd(g), newHistoryCmd(g), newModelsCmd(g), newProfileCmd(g), newBenchCmd(g), newSimCmd(g), newPasswdCmd(g))
 	return root
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 // storeDir is the Badger folder inside the data folder.

@@ -20,9 +20,10 @@ type meterFlags struct {
 }
 
 func (f *meterFlags) add(c *cobra.Command) {
-	c.Flags().StringVar(&f.kind, "meter", envOr("DELEN_METER", "auto"), "energy meter: auto, ina3221, rapl or model")
+	c.Flags().StringVar(&f.kind, "meter", "auto", "energy meter: auto, ina3221, rapl or model")
 	c.Flags().Float64Var(&f.watts, "watts", energy.DefaultWatts, "power the model meter assumes while a stage runs")
 	c.Flags().StringVar(&f.rail, "rail", "", "INA3221 rail to read (default the board's input rail)")
+	withEnv(c.Flags(), "", "meter", "watts", "rail")
 }
 
 func (f *meterFlags) open(g *globals) (energy.Meter, error) {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/delen-edge/delen/broker"
@@ -24,6 +23,7 @@ type sendFlags struct {
 	brokerURL, tenant, file, model, policy, id, prefix, encoding string
 	tlsCA, username, password                                    string
 	mnist                                                        int
+	mnistSet                                                     bool // --mnist was given
 	latencyMS, accuracy, energyMJ, confidence                    float64
 	exit, qos                                                    int
 	timeout                                                      time.Duration
@@ -35,37 +35,49 @@ func newSendCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "send --tenant T (--mnist N | --file F) [bounds]",
 		Short: "publish one request and print its result",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, args []string) error { return send(cmd, f) },
+		Example: `  delen send --tenant cam1 --mnist 0                    # MNIST test image 0, the tenant's defaults
+  delen send --tenant cam1 --mnist 0 --exit 1 --json    # stop at exit 1, print the result as JSON
+  delen send --tenant cam1 --mnist 8 --confidence 0.99 --latency-ms 5
+  delen send --tenant cam1 --file request.json          # a request written by hand (JSON or msgpack)
+  DELEN_MQTT_PASSWORD=secret delen send --tenant cam1 --mnist 3   # with serve --tenants`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.mnistSet = cmd.Flags().Changed("mnist")
+			return send(cmd, f)
+		},
 	}
-	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", "tcp://127.0.0.1:1883"), "broker URL")
-	c.Flags().StringVar(&f.username, "username", envOr("DELEN_MQTT_USER", ""), "MQTT user name (the tenant's, with serve --tenants; default: --tenant when a password is given)")
-	c.Flags().StringVar(&f.password, "password", "", "MQTT password (or DELEN_MQTT_PASSWORD)")
-	c.Flags().StringVar(&f.tlsCA, "tls-ca", envOr("DELEN_TLS_CA", ""), "CA bundle (PEM) that an ssl:// broker's certificate must chain to (default: the system roots)")
-	c.Flags().StringVar(&f.tenant, "tenant", "", "tenant name (required)")
-	c.Flags().IntVar(&f.mnist, "mnist", -1, "send MNIST test image N (0-9999), with its label")
-	c.Flags().StringVar(&f.file, "file", "", "send the request in this file (JSON or msgpack); bound flags override its bound")
-	c.Flags().StringVar(&f.model, "model", "", "model (default: the tenant's)")
-	c.Flags().StringVar(&f.policy, "policy", "", "policy (default: the tenant's)")
-	c.Flags().StringVar(&f.id, "id", "", "request id (default: random)")
-	c.Flags().StringVar(&f.prefix, "prefix", "delen", "topic prefix")
-	c.Flags().StringVar(&f.encoding, "encoding", "msgpack", "request encoding: msgpack or json")
-	c.Flags().BoolVar(&f.float, "float32", false, "send the MNIST image as float32 instead of uint8")
-	c.Flags().Float64Var(&f.latencyMS, "latency-ms", 0, "latency bound (ms)")
-	c.Flags().Float64Var(&f.accuracy, "accuracy", 0, "accuracy bound (0-1]")
-	c.Flags().Float64Var(&f.energyMJ, "energy-mj", 0, "energy bound (mJ)")
-	c.Flags().Float64Var(&f.confidence, "confidence", 0, "confidence bound (0-1]")
-	c.Flags().IntVar(&f.exit, "exit", 0, "fixed exit (1-based)")
-	c.Flags().IntVar(&f.qos, "qos", 1, "MQTT QoS of the request (0 or 1)")
-	c.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the result")
-	c.Flags().BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	fs := c.Flags()
+	fs.StringVar(&f.brokerURL, "broker", "tcp://127.0.0.1:1883", "broker `url` (or DELEN_BROKER)")
+	fs.StringVar(&f.username, "username", "", "MQTT user `name` (or DELEN_MQTT_USER; the tenant's, with serve --tenants; default: --tenant when a password is given)")
+	fs.StringVar(&f.password, "password", "", "MQTT password (or DELEN_MQTT_PASSWORD, which keeps it out of the process list)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA bundle `file` (PEM; or DELEN_TLS_CA) that an ssl:// broker's certificate must chain to (default: the system roots)")
+	fs.StringVar(&f.tenant, "tenant", "", "tenant `name` (required)")
+	fs.IntVar(&f.mnist, "mnist", 0, "send MNIST test image `N` (0-9999), with its label")
+	fs.StringVar(&f.file, "file", "", "send the request in this `file` (JSON or msgpack); bound flags override its bound")
+	fs.StringVar(&f.model, "model", "", "model (default: the tenant's)")
+	fs.StringVar(&f.policy, "policy", "", "policy (default: the tenant's)")
+	fs.StringVar(&f.id, "id", "", "request id (default: random)")
+	fs.StringVar(&f.prefix, "prefix", "delen", "topic prefix (or DELEN_PREFIX)")
+	choiceVar(fs, &f.encoding, "encoding", "msgpack", "request encoding", "msgpack", "json")
+	fs.BoolVar(&f.float, "float32", false, "send the MNIST image as float32 instead of uint8")
+	fs.Float64Var(&f.latencyMS, "latency-ms", 0, "latency bound (`ms`)")
+	fs.Float64Var(&f.accuracy, "accuracy", 0, "accuracy bound (0-1]")
+	fs.Float64Var(&f.energyMJ, "energy-mj", 0, "energy bound (`mJ`)")
+	fs.Float64Var(&f.confidence, "confidence", 0, "confidence bound (0-1]")
+	fs.IntVar(&f.exit, "exit", 0, "fixed exit (1-based)")
+	fs.IntVar(&f.qos, "qos", 1, "MQTT QoS of the request (0 or 1)")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the result")
+	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	withEnv(fs, "", "broker", "tls-ca", "prefix")
+	withEnv(fs, "DELEN_MQTT_USER", "username")
+	withEnv(fs, "DELEN_MQTT_PASSWORD", "password")
 	return c
 }
 
 func (f *sendFlags) request() (*schema.Request, error) {
 	var req *schema.Request
 	switch {
-	case f.file != "" && f.mnist >= 0:
+	case f.file != "" && f.mnistSet:
 		return nil, errors.New("give --mnist or --file, not both")
 	case f.file != "":
 		b, err := os.ReadFile(f.file)
@@ -77,12 +89,12 @@ func (f *sendFlags) request() (*schema.Request, error) {
 			return nil, fmt.Errorf("%s: %w", f.file, err)
 		}
 		req = r
-	case f.mnist >= 0:
+	case f.mnistSet:
 		set, err := mnist.Test()
 		if err != nil {
 			return nil, err
 		}
-		if f.mnist >= set.Len() {
+		if f.mnist < 0 || f.mnist >= set.Len() {
 			return nil, fmt.Errorf("--mnist %d: the test set has %d images", f.mnist, set.Len())
 		}
 		label := set.Label(f.mnist)
@@ -139,12 +151,8 @@ func send(cmd *cobra.Command, f *sendFlags) error {
 		return err
 	}
 	enc := schema.MsgPack
-	switch strings.ToLower(f.encoding) {
-	case "json":
+	if f.encoding == "json" {
 		enc = schema.JSON
-	case "msgpack":
-	default:
-		return fmt.Errorf("--encoding %q: want msgpack or json", f.encoding)
 	}
 	payload, err := schema.EncodeRequest(req, enc)
 	if err != nil {
@@ -161,9 +169,6 @@ func send(cmd *cobra.Command, f *sendFlags) error {
 	var b [6]byte
 	rand.Read(b[:])
 	password := f.password
-	if password == "" {
-		password = os.Getenv("DELEN_MQTT_PASSWORD")
-	}
 	username := f.username
 	if username == "" && password != "" {
 		username = f.tenant

@@ -63,38 +63,48 @@ func newServeCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "run the agent (with an embedded MQTT broker unless --broker is given) and its HTTP endpoints",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, args []string) error { return serve(cmd.Context(), g, f) },
+		Long: `Runs the agent: with an embedded MQTT broker on --listen unless --broker names
+another, and /healthz, /readyz, /metrics and /history on --http.
+
+Every flag also reads its variable, DELEN_ and the flag's name in upper case
+with '_' for '-' (DELEN_QUEUE_LIMIT for --queue-limit), and is a key of the
+--config file (see delen.yaml), except --agent-password, which stays out of
+files. A flag on the command line beats its variable, which beats the file.`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{cmdAllEnv: "true"},
+		RunE:        func(cmd *cobra.Command, args []string) error { return serve(cmd.Context(), g, f) },
 	}
-	c.Flags().String("config", envOr("DELEN_CONFIG", ""), "configuration file (YAML): keys are these flags' names, plus tenant-defaults; flags and DELEN_* variables override it (see delen.yaml)")
-	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", ""), "external broker URL (tcp://host:port); default: an embedded broker on --listen")
-	c.Flags().StringVar(&f.listen, "listen", envOr("DELEN_LISTEN", "127.0.0.1:1883"), "address of the embedded broker")
-	c.Flags().StringVar(&f.httpAddr, "http", envOr("DELEN_HTTP", "127.0.0.1:8080"), "address of /healthz, /readyz, /metrics, /history (empty: off)")
-	c.Flags().BoolVar(&f.pprof, "pprof", os.Getenv("DELEN_PPROF") == "true", "also serve Go's profiler (heap, goroutines, CPU) under /debug/pprof/ on --http; for diagnosis: keep --http on a private address")
-	c.Flags().StringVar(&f.shareGroup, "share-group", envOr("DELEN_SHARE_GROUP", ""), "subscribe through $share/GROUP/... so several agents split the load")
-	c.Flags().StringVar(&f.agentID, "agent-id", envOr("DELEN_AGENT_ID", ""), "agent id (MQTT client id, status topic); default delen-<hostname>")
-	c.Flags().StringVar(&f.prefix, "prefix", envOr("DELEN_PREFIX", "delen"), "topic prefix")
-	c.Flags().StringVar(&f.model, "model", envOr("DELEN_MODEL", "mnist-ee"), "default model")
-	c.Flags().IntVar(&f.workers, "workers", 0, "stage workers (default: one per CPU)")
-	c.Flags().IntVar(&f.queueLimit, "queue-limit", 1024, "requests per tenant admitted and not yet answered before `overloaded`")
-	c.Flags().IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted once a minute; -1: keep all for 7 days)")
-	c.Flags().IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered `overloaded`")
-	c.Flags().IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes before `too_large`")
-	c.Flags().StringVar(&f.infeasible, "infeasible", "late", "when not even exit 1 can meet a bound: late (serve exit 1) or shed")
-	c.Flags().StringVar(&f.provider, "provider", envOr("DELEN_PROVIDER", "cpu"), "ONNX Runtime execution provider: cpu, cuda or tensorrt (falls back to cpu with a log line when missing)")
-	c.Flags().StringVar(&f.policy, "policy", envOr("DELEN_POLICY", ""), "default policy of tenants that set none (default bound)")
-	c.Flags().StringVar(&f.conditions, "conditions", envOr("DELEN_CONDITIONS", ""), "JSON file of exit conditions (the reference's format) for tenants that set none")
+	fs := c.Flags()
+	fs.String("config", "", "configuration `file` (YAML; or DELEN_CONFIG): keys are these flags' names, plus tenant-defaults (see delen.yaml)")
+	fs.StringVar(&f.brokerURL, "broker", "", "external broker `url` (tcp://host:port, ssl://host:8883); default: an embedded broker on --listen")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:1883", "`address` of the embedded broker")
+	fs.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "`address` of /healthz, /readyz, /metrics, /history (empty: off)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler (heap, goroutines, CPU) under /debug/pprof/ on --http; for diagnosis: keep --http on a private address")
+	fs.StringVar(&f.shareGroup, "share-group", "", "subscribe through $share/GROUP/... so several agents split the load")
+	fs.StringVar(&f.agentID, "agent-id", "", "agent id (MQTT client id, status topic); default delen-<hostname>")
+	fs.StringVar(&f.prefix, "prefix", "delen", "topic prefix")
+	fs.StringVar(&f.model, "model", "mnist-ee", "default model")
+	fs.IntVar(&f.workers, "workers", 0, "stage workers (default: one per CPU)")
+	fs.IntVar(&f.queueLimit, "queue-limit", 1024, "requests per tenant admitted and not yet answered before the next is answered overloaded")
+	fs.IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted once a minute; -1: keep all for 7 days)")
+	fs.IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered overloaded")
+	fs.IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes; larger ones are answered too_large")
+	choiceVar(fs, &f.infeasible, "infeasible", schema.InfeasibleLate, "when not even exit 1 can meet a bound: late (serve exit 1) or shed", schema.InfeasibleLate, schema.InfeasibleShed)
+	choiceVar(fs, &f.provider, "provider", models.ProviderCPU, "ONNX Runtime execution provider (falls back to cpu with a log line when missing)", models.ProviderCPU, models.ProviderCUDA, models.ProviderTensorRT)
+	fs.StringVar(&f.policy, "policy", "", "default policy of tenants that set none (default bound)")
+	fs.StringVar(&f.conditions, "conditions", "", "JSON `file` of exit conditions (the reference's format) for tenants that set none")
 	f.meter.add(c)
-	c.Flags().StringVar(&f.tenantsFile, "tenants", envOr("DELEN_TENANTS", ""), "tenants file (YAML or JSON: the agent's and each tenant's user with bcrypt hashes, see `delen passwd`); the embedded broker then refuses anonymous clients and confines each tenant to its own topics")
-	c.Flags().StringVar(&f.agentUser, "agent-user", envOr("DELEN_AGENT_USER", ""), "the agent's MQTT username (default: the tenants file's, else "+broker.DefaultAgentUser+" when a password is given)")
-	c.Flags().StringVar(&f.agentPassword, "agent-password", "", "the agent's MQTT password, in plain text (or DELEN_AGENT_PASSWORD, which keeps it out of the process list); required with --tenants")
-	c.Flags().StringVar(&f.tlsCert, "tls-cert", envOr("DELEN_TLS_CERT", ""), "certificate (PEM) of the embedded broker's TLS listener; with --tls-key enables it")
-	c.Flags().StringVar(&f.tlsKey, "tls-key", envOr("DELEN_TLS_KEY", ""), "private key (PEM) of --tls-cert")
-	c.Flags().StringVar(&f.tlsListen, "tls-listen", envOr("DELEN_TLS_LISTEN", broker.DefaultTLSAddr), "address of the embedded broker's TLS listener")
-	c.Flags().StringVar(&f.tlsClientCA, "tls-client-ca", envOr("DELEN_TLS_CLIENT_CA", ""), "CA bundle (PEM): the embedded broker's TLS listener then requires client certificates signed by it")
-	c.Flags().StringVar(&f.tlsCA, "tls-ca", envOr("DELEN_TLS_CA", ""), "CA bundle (PEM) that an external ssl:// broker's certificate must chain to (default: the system roots)")
-	c.Flags().StringVar(&f.tlsClientCert, "tls-client-cert", envOr("DELEN_TLS_CLIENT_CERT", ""), "client certificate (PEM) the agent shows an external ssl:// broker")
-	c.Flags().StringVar(&f.tlsClientKey, "tls-client-key", envOr("DELEN_TLS_CLIENT_KEY", ""), "private key (PEM) of --tls-client-cert")
+	fs.StringVar(&f.tenantsFile, "tenants", "", "tenants `file` (YAML or JSON: the agent's and each tenant's user with bcrypt hashes from delen passwd); the embedded broker then refuses anonymous clients and confines each tenant to its own topics")
+	fs.StringVar(&f.agentUser, "agent-user", "", "the agent's MQTT username (default: the tenants file's, else "+broker.DefaultAgentUser+" when a password is given)")
+	fs.StringVar(&f.agentPassword, "agent-password", "", "the agent's MQTT password, in plain text (DELEN_AGENT_PASSWORD keeps it out of the process list); required with --tenants")
+	secret(fs, "agent-password")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate `file` (PEM) of the embedded broker's TLS listener; with --tls-key enables it")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "private key `file` (PEM) of --tls-cert")
+	fs.StringVar(&f.tlsListen, "tls-listen", broker.DefaultTLSAddr, "`address` of the embedded broker's TLS listener")
+	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA bundle `file` (PEM): the embedded broker's TLS listener then requires client certificates signed by it")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA bundle `file` (PEM) that an external ssl:// broker's certificate must chain to (default: the system roots)")
+	fs.StringVar(&f.tlsClientCert, "tls-client-cert", "", "client certificate `file` (PEM) the agent shows an external ssl:// broker")
+	fs.StringVar(&f.tlsClientKey, "tls-client-key", "", "private key `file` (PEM) of --tls-client-cert")
 	return c
 }
 
@@ -103,9 +113,6 @@ func newServeCmd(g *globals) *cobra.Command {
 // TLS configuration towards an external broker (nil unless one is set).
 func (f *serveFlags) security(topics schema.Topics) (auth *broker.Authenticator, user, password string, tlsCfg *tls.Config, err error) {
 	user, password = f.agentUser, f.agentPassword
-	if password == "" {
-		password = os.Getenv("DELEN_AGENT_PASSWORD")
-	}
 	if f.tenantsFile != "" {
 		if f.brokerURL != "" {
 			return nil, "", "", nil, errors.New("--tenants sets up the embedded broker's accounts; with --broker, create the accounts in that broker (see deploy/mosquitto) and give the agent's with --agent-user and --agent-password")
@@ -146,20 +153,10 @@ func isTLSURL(u string) bool {
 
 func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	log := g.log
-	switch f.infeasible {
-	case schema.InfeasibleLate, schema.InfeasibleShed:
-	default:
-		return errBadChoice("infeasible", f.infeasible, schema.InfeasibleLate, schema.InfeasibleShed)
-	}
-	switch f.provider {
-	case models.ProviderCPU, models.ProviderCUDA, models.ProviderTensorRT:
-	default:
-		return errBadChoice("provider", f.provider, models.ProviderCPU, models.ProviderCUDA, models.ProviderTensorRT)
-	}
 	var tenantDefaults map[string]schema.Settings
 	if g.config != nil {
 		tenantDefaults = g.config.tenants
-		log.Info("configuration file", "path", g.config.path, "keys", len(g.config.fromFile), "tenant_defaults", len(tenantDefaults))
+		log.Info("configuration file", "path", g.config.path, "keys", g.config.applied, "tenant_defaults", len(tenantDefaults))
 	}
 	topics := schema.Topics{Prefix: f.prefix}
 	auth, agentUser, agentPassword, agentTLS, err := f.security(topics)

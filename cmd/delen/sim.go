@@ -46,11 +46,14 @@ writes). With --broker only MQTT is used, against whatever agent listens there.`
 		RunE: func(cmd *cobra.Command, args []string) error { return runSim(cmd, g, f) },
 	}
 	c.Flags().StringVar(&f.scenario, "scenario", "", "scenario file (YAML; required)")
-	c.Flags().StringVar(&f.brokerURL, "broker", envOr("DELEN_BROKER", ""), "broker of a running agent (tcp://host:port); default: an in-process agent on an embedded broker")
-	c.Flags().StringVar(&f.username, "username", "", "MQTT user name (with --broker)")
-	c.Flags().StringVar(&f.password, "password", envOr("DELEN_MQTT_PASSWORD", ""), "MQTT password (with --broker)")
-	c.Flags().StringVar(&f.out, "out", "", "output folder (default sim-<scenario>-<time>)")
-	c.Flags().StringVar(&f.prefix, "prefix", envOr("DELEN_PREFIX", "delen"), "topic prefix")
+	c.Flags().StringVar(&f.brokerURL, "broker", "", "broker `url` of a running agent (tcp://host:port; or DELEN_BROKER); default: an in-process agent on an embedded broker")
+	c.Flags().StringVar(&f.username, "username", "", "MQTT user `name` (with --broker; or DELEN_MQTT_USER)")
+	c.Flags().StringVar(&f.password, "password", "", "MQTT password (with --broker; or DELEN_MQTT_PASSWORD)")
+	c.Flags().StringVar(&f.out, "out", "", "output `folder` (default sim-<scenario>-<time>)")
+	c.Flags().StringVar(&f.prefix, "prefix", "delen", "topic prefix (or DELEN_PREFIX)")
+	withEnv(c.Flags(), "", "broker", "prefix")
+	withEnv(c.Flags(), "DELEN_MQTT_USER", "username")
+	withEnv(c.Flags(), "DELEN_MQTT_PASSWORD", "password")
 	c.Flags().DurationVar(&f.timeout, "timeout", sim.DefaultTimeout, "a request without a result this long after sending is lost")
 	c.Flags().DurationVar(&f.drain, "drain", sim.DefaultDrain, "compare scenarios: longest wait for a variant's backlog before the next")
 	c.Flags().BoolVar(&f.asJSON, "json", false, "print the report (report.json) instead of the table")
@@ -148,7 +151,7 @@ func startSimAgent(ctx context.Context, cmd *cobra.Command, g *globals, f *simFl
 		}
 	}
 	dataDir := g.data
-	if !cmd.Flags().Changed("data") && os.Getenv("DELEN_DATA") == "" {
+	if !g.userSet("data") {
 		tmp, err := os.MkdirTemp("", "delen-sim-*")
 		if err != nil {
 			return "", nil, err
@@ -173,7 +176,7 @@ func startSimAgent(ctx context.Context, cmd *cobra.Command, g *globals, f *simFl
 		}
 	}
 	log := g.log
-	if !cmd.Flags().Changed("log-level") && os.Getenv("DELEN_LOG_LEVEL") == "" {
+	if !g.userSet("log-level") {
 		// The agent's info lines would break the progress line.
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
