@@ -116,7 +116,7 @@ func (a *Agent) observe(j *job, r *schema.Result) {
 		return
 	}
 	m.latency.WithLabelValues(lbl).Observe(r.LatencyMS / 1000)
-	m.energy.WithLabelValues(lbl).Add(r.EnergyMJ)
+	m.energy.WithLabelValues(lbl).Add(r.EnergyMJ / 1000) // joules: Prometheus base unit
 	if r.Exit > 0 {
 		m.exits.WithLabelValues(lbl, j.model.name, strconv.Itoa(r.Exit)).Inc()
 	}

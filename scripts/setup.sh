@@ -3,6 +3,7 @@
 #   - the ONNX Runtime shared library (from the onnxruntime-node npm package,
 #     whose C API matches onnxruntime_go v1.27.0) into .cache/ort/<arch>/
 #   - Mosquitto from Debian's packages (integration tests run against it)
+#   - Prometheus, ImageMagick, ffmpeg and the Python client's modules (tools)
 # DELEN_ORT_LIB, when set, points at a library to use instead (e.g. JetPack's).
 set -euo pipefail
 
@@ -81,11 +82,40 @@ provision_cross() {
 	echo "setup: arm64 cross toolchain installed"
 }
 
+# provision_tools installs the outside tools tests run: Prometheus and
+# promtool (the metrics tests), ImageMagick and ffmpeg (images for the image
+# input tests), and the Python client's modules for Debian's /usr/bin/python3
+# (paho-mqtt, msgpack, numpy; the python3 first on PATH may be another build).
+provision_tools() {
+	local want=()
+	{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || want+=(prometheus)
+	/usr/bin/convert -version 2>/dev/null | grep -q ImageMagick || want+=(imagemagick)
+	command -v ffmpeg >/dev/null 2>&1 || want+=(ffmpeg)
+	/usr/bin/python3 -c 'import paho.mqtt.client, msgpack, numpy' >/dev/null 2>&1 || want+=(python3 python3-paho-mqtt python3-msgpack python3-numpy)
+	if [[ ${#want[@]} == 0 ]]; then
+		echo "setup: prometheus, imagemagick, ffmpeg and the python client's modules present"
+		return
+	fi
+	if [[ "${DELEN_SKIP_TOOLS:-}" == 1 ]]; then
+		echo "setup: skipping ${want[*]} (DELEN_SKIP_TOOLS=1)"
+		return
+	fi
+	echo "setup: installing ${want[*]} (Debian packages)"
+	local sudo=""
+	[[ "$(id -u)" == 0 ]] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}" >/dev/null
+	# The package's service is not wanted: tests start their own Prometheus.
+	$sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+	echo "setup: ${want[*]} installed"
+}
+
 case "${1:-all}" in
 ort) provision_ort ;;
 mosquitto) provision_mosquitto ;;
 cross) provision_cross ;;
+tools) provision_tools ;;
 ort-path) arch="$(arch_dir "${2:-}")"; echo "${DELEN_ORT_LIB:-$cache/$arch/libonnxruntime.so.1}" ;;
-all) provision_ort; provision_mosquitto; provision_cross ;;
-*) echo "usage: $0 [all|ort|mosquitto|cross|ort-path [arch]]" >&2; exit 2 ;;
+all) provision_ort; provision_mosquitto; provision_cross; provision_tools ;;
+*) echo "usage: $0 [all|ort|mosquitto|cross|tools|ort-path [arch]]" >&2; exit 2 ;;
 esac
