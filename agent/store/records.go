@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -179,8 +181,9 @@ func (s *Store) TrimHistory(tenant string, keep int) (int, error) {
 }
 
 // History returns the records of tenant (all tenants when empty) that
-// arrived at or after since, oldest first per tenant, at most limit (≤ 0:
-// no limit).
+// arrived at or after since, oldest first; with limit > 0, the newest limit
+// of them. It reads each tenant's records newest first and stops at limit
+// or since, so a small limit costs little however long the history is.
 func (s *Store) History(tenant string, since time.Time, limit int) ([]Record, error) {
 	prefix := []byte("hist/")
 	if tenant != "" {
@@ -188,22 +191,39 @@ func (s *Store) History(tenant string, since time.Time, limit int) ([]Record, er
 	}
 	var out []Record
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100, Reverse: true})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var r Record
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
-				return fmt.Errorf("%q: %w", it.Item().Key(), err)
+		// Backwards, Seek finds the last key ≤ its argument: past the
+		// prefix's last key (0xff follows no tenant name and starts no
+		// timestamp), then before a tenant's first key to skip the rest
+		// of it.
+		cur, n := "", 0
+		for it.Seek(append(append([]byte(nil), prefix...), 0xff)); it.Valid(); {
+			key := it.Item().Key()
+			t, _, _ := strings.Cut(string(key[len("hist/"):]), "/")
+			if t != cur {
+				cur, n = t, 0
 			}
-			if r.At.Before(since) {
+			var r Record
+			if limit <= 0 || n < limit {
+				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+					return fmt.Errorf("%q: %w", key, err)
+				}
+			}
+			if (limit > 0 && n >= limit) || r.At.Before(since) {
+				it.Seek([]byte("hist/" + t + "/")) // the tenant's older records are not wanted
 				continue
 			}
 			out = append(out, r)
-			if limit > 0 && len(out) >= limit {
-				break
-			}
+			n++
+			it.Next()
 		}
 		return nil
 	})
+	slices.Reverse(out)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
 	return out, err
 }

@@ -66,7 +66,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&tenant, "tenant", "", "only this tenant")
 	c.Flags().StringVar(&since, "since", "", "only requests since this long ago (10m, 24h) or this RFC 3339 time")
-	c.Flags().IntVar(&limit, "limit", 0, "at most this many records (0: all)")
+	c.Flags().IntVar(&limit, "limit", 0, "only the newest N records (0: all); shown oldest first")
 	c.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "the running agent's HTTP `address` (or DELEN_HTTP)")
 	withEnv(c.Flags(), "", "http")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
