@@ -14,7 +14,12 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
+
+// ErrNotAuthorized is Dial's error (with FailFast) when the broker refuses
+// the client's username and password.
+var ErrNotAuthorized = errors.New("not authorized")
 
 // Defaults of ClientConfig.
 const (
@@ -70,6 +75,11 @@ type ClientConfig struct {
 	ConnectTimeout time.Duration
 	// KeepAlive is the MQTT keep-alive; 0 means DefaultKeepAlive.
 	KeepAlive time.Duration
+	// FailFast makes Dial return the first attempt's error (a refused
+	// connection, ErrNotAuthorized) instead of retrying until ctx is done:
+	// for one-shot tools, where a person waits. Once connected, the client
+	// reconnects on its own either way.
+	FailFast bool
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
 	// OnConnect is called after every successful connection, the first one
@@ -194,7 +204,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		SetKeepAlive(cfg.KeepAlive).
 		SetPingTimeout(cfg.ConnectTimeout).
 		SetAutoReconnect(true).
-		SetConnectRetry(true).
+		SetConnectRetry(!cfg.FailFast).
 		SetConnectRetryInterval(500 * time.Millisecond).
 		SetMaxReconnectInterval(MaxReconnectInterval).
 		// Subscriptions are renewed in onConnect, which also survives a
@@ -225,6 +235,9 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
 			c.pc.Disconnect(0)
+			if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+				err = fmt.Errorf("%w (%w)", ErrNotAuthorized, err)
+			}
 			return nil, fmt.Errorf("broker: connect to %s: %w", u.Redacted(), err)
 		}
 		// Wait for onConnect too, so a Subscribe right after Dial is not

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"time"
@@ -14,7 +12,8 @@ import (
 )
 
 func newHistoryCmd(g *globals) *cobra.Command {
-	var tenant, since, httpAddr string
+	var tenant, since string
+	var agent agentHTTP
 	var limit int
 	var asJSON bool
 	c := &cobra.Command{
@@ -26,21 +25,23 @@ func newHistoryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			recs, err := historyFromAgent(httpAddr, tenant, from, limit)
-			if err != nil {
+			recs, err := historyFromAgent(&agent, tenant, from, limit)
+			if errors.Is(err, errNoAgent) || errors.Is(err, errNotFound) {
 				// No agent answering: read the store directly (Badger
 				// allows one process at a time).
 				if _, statErr := os.Stat(g.storeDir()); errors.Is(statErr, os.ErrNotExist) {
-					return fmt.Errorf("no agent at %s and no store in %s", httpAddr, g.storeDir())
+					return fmt.Errorf("no agent at %s and no store in %s", agent.addr, g.storeDir())
 				}
 				st, openErr := store.Open(g.storeDir(), store.Options{Logger: g.log})
 				if openErr != nil {
-					return fmt.Errorf("history: agent at %s: %v; store: %w", httpAddr, err, openErr)
+					return fmt.Errorf("history: %v; store: %w", err, openErr)
 				}
 				defer st.Close()
 				if recs, err = st.History(tenant, from, limit); err != nil {
 					return err
 				}
+			} else if err != nil {
+				return err
 			}
 			if recs == nil {
 				recs = []store.Record{}
@@ -66,14 +67,13 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&tenant, "tenant", "", "only this tenant")
 	c.Flags().StringVar(&since, "since", "", "only requests since this long ago (10m, 24h) or this RFC 3339 time")
-	c.Flags().IntVar(&limit, "limit", 0, "only the newest N records (0: all); shown oldest first")
-	c.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "the running agent's HTTP `address` (or DELEN_HTTP)")
-	withEnv(c.Flags(), "", "http")
+	c.Flags().IntVar(&limit, "limit", 0, "only the newest `N` records (0: all); shown oldest first")
+	agent.addFlags(c.Flags(), true)
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }
 
-func historyFromAgent(addr, tenant string, since time.Time, limit int) ([]store.Record, error) {
+func historyFromAgent(a *agentHTTP, tenant string, since time.Time, limit int) ([]store.Record, error) {
 	q := url.Values{}
 	if tenant != "" {
 		q.Set("tenant", tenant)
@@ -84,15 +84,6 @@ func historyFromAgent(addr, tenant string, since time.Time, limit int) ([]store.
 	if limit > 0 {
 		q.Set("limit", fmt.Sprint(limit))
 	}
-	cl := &http.Client{Timeout: 5 * time.Second}
-	resp, err := cl.Get("http://" + addr + "/history?" + q.Encode())
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s", resp.Status)
-	}
 	var recs []store.Record
-	return recs, json.NewDecoder(resp.Body).Decode(&recs)
+	return recs, a.get("/history", q, &recs)
 }

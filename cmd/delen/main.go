@@ -38,6 +38,9 @@ type globals struct {
 	logFormat string
 	// config is the --config file, when one was given.
 	config *fileConfig
+	// onReady, set by tests, is called once `serve` is ready, with its
+	// broker URL and HTTP address.
+	onReady func(brokerURL, httpAddr string)
 	// sources says where each flag that is not at its default got its
 	// value: fromFlag, fromEnv or fromFile (see configure).
 	sources map[string]string
@@ -56,8 +59,10 @@ func (g *globals) quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
-func newRoot() *cobra.Command {
-	g := &globals{}
+func newRoot() *cobra.Command { return newRootWith(&globals{}) }
+
+// newRootWith is the command tree sharing the globals g.
+func newRootWith(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "delen",
 		Short:         "Dělen: flexible, adaptive multi-tenant model serving at the edge",

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -107,6 +108,7 @@ type profileRef struct {
 
 func newInspectCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var agent agentHTTP
 	c := &cobra.Command{
 		Use:   "inspect NAME",
 		Short: "show a model's exits: accuracy, FLOPs and, once profiled, latency and energy",
@@ -119,7 +121,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 			m := e.Manifest
 			v := modelView{Name: m.Name, Version: m.Version, Kind: m.Kind, Description: m.Description,
 				Source: e.Source, Input: m.Input, Classes: len(m.Classes), Training: m.Training}
-			p, err := g.storedProfile(m)
+			p, err := g.storedProfile(m, &agent)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
@@ -168,12 +170,25 @@ func newInspectCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	agent.addFlags(c.Flags(), false)
 	return c
 }
 
-// storedProfile reads m's profile for this device, if the store has one.
-// A missing data folder means no profile, not an error.
-func (g *globals) storedProfile(m *models.Manifest) (*profile.Profile, error) {
+// storedProfile reads m's profile for this device, if the store has one:
+// through the running agent's HTTP endpoint (which holds the store while it
+// runs), else from the store. A missing data folder means no profile, not
+// an error.
+func (g *globals) storedProfile(m *models.Manifest, agent *agentHTTP) (*profile.Profile, error) {
+	var p profile.Profile
+	err := agent.get("/profile", url.Values{"model": {m.Name}, "version": {m.Version}}, &p)
+	switch {
+	case err == nil:
+		return &p, nil
+	case errors.Is(err, errNotFound):
+		return nil, store.ErrNotFound
+	case !errors.Is(err, errNoAgent):
+		return nil, err
+	}
 	if _, err := os.Stat(g.storeDir()); errors.Is(err, os.ErrNotExist) {
 		return nil, store.ErrNotFound
 	}

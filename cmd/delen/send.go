@@ -5,11 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/delen-edge/delen/broker"
@@ -174,9 +175,9 @@ func send(cmd *cobra.Command, f *sendFlags) error {
 		username = f.tenant
 	}
 	client, err := broker.Dial(ctx, broker.ClientConfig{URL: f.brokerURL, ClientID: "delen-send-" + hex.EncodeToString(b[:]), CleanSession: true,
-		TLS: tlsCfg, Username: username, Password: password, Logger: slog.New(slog.DiscardHandler)})
+		TLS: tlsCfg, Username: username, Password: password, FailFast: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", f.brokerURL, err)
+		return connectError(f.brokerURL, username, err)
 	}
 	defer client.Close()
 	topics := schema.Topics{Prefix: f.prefix}
@@ -217,9 +218,32 @@ func send(cmd *cobra.Command, f *sendFlags) error {
 		return err
 	}
 	if f.asJSON {
-		return printJSON(cmd.OutOrStdout(), res)
+		return printJSON(cmd.OutOrStdout(), sentResult{res, req.Label})
 	}
 	return printResult(cmd, res, req)
+}
+
+// sentResult is `delen send --json`: the result, and the label of the
+// image sent (as the table's LABEL column shows it), when known.
+type sentResult struct {
+	*schema.Result
+	Label *int `json:"label,omitempty"`
+}
+
+// connectError is one line saying why the broker at url could not be
+// reached, for the cases a person can act on.
+func connectError(url, user string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("cannot connect to %s: connection refused (is `delen serve` running, with --listen on that address?)", url)
+	case errors.Is(err, broker.ErrNotAuthorized) && user == "":
+		return fmt.Errorf("%s refused the connection: not authorized (the broker wants a username and password: --password or DELEN_MQTT_PASSWORD)", url)
+	case errors.Is(err, broker.ErrNotAuthorized):
+		return fmt.Errorf("%s refused the connection: not authorized (user %q and its password: check --username and --password or DELEN_MQTT_PASSWORD)", url, user)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("cannot connect to %s: no answer within --timeout", url)
+	}
+	return fmt.Errorf("cannot connect to %s: %w", url, err)
 }
 
 func printResult(cmd *cobra.Command, r *schema.Result, req *schema.Request) error {
@@ -244,9 +268,12 @@ func printResult(cmd *cobra.Command, r *schema.Result, req *schema.Request) erro
 	if req.Label != nil {
 		label = fmt.Sprint(*req.Label)
 	}
-	top, _ := json.Marshal(r.Top)
+	var top []string
+	for _, t := range r.Top {
+		top = append(top, fmt.Sprintf("%d:%.3f", t.Class, t.Prob))
+	}
 	return table(w, []string{"ID", "STATUS", "MODEL", "EXIT", "CLASS", "LABEL", "CONFIDENCE", "LATENCY_MS", "QUEUE_MS", "COMPUTE_MS", "ENERGY_MJ", "SOURCE", "ACCURACY_EST", "BOUND_MET", "TOP"},
 		[][]string{{r.ID, r.Status, r.Model, fmt.Sprintf("%d/%d", r.Exit, r.Exits), class, label, fmt.Sprintf("%.3f", r.Confidence),
 			fmt.Sprintf("%.3f", r.LatencyMS), fmt.Sprintf("%.3f", r.QueueMS), fmt.Sprintf("%.3f", r.ComputeMS),
-			fmt.Sprintf("%.4f", r.EnergyMJ), r.EnergySource, fmt.Sprintf("%.4f", r.AccuracyEst), met, string(top)}})
+			fmt.Sprintf("%.4f", r.EnergyMJ), r.EnergySource, fmt.Sprintf("%.4f", r.AccuracyEst), met, strings.Join(top, ",")}})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/delen-edge/delen/agent/tenants"
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/models"
+	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
 	"github.com/spf13/cobra"
@@ -225,15 +226,17 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	httpAddr := ""
 	if f.httpAddr != "" {
 		ln, err := net.Listen("tcp", f.httpAddr)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
+		httpAddr = ln.Addr().String()
 		srv := &http.Server{Handler: httpHandler(a, st, f.pprof), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
-		log.Info("http listening", "addr", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics /history")
+		log.Info("http listening", "addr", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics /history /profile")
 	}
 	// SIGHUP reloads the model zoo (the agent also notices changed model
 	// folders on its own at every status interval).
@@ -251,6 +254,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			}
 		}
 	}()
+	if g.onReady != nil {
+		go func() {
+			if a.WaitReady(ctx) == nil {
+				g.onReady(brokerURL, httpAddr)
+			}
+		}()
+	}
 	return a.Run(ctx)
 }
 
@@ -270,6 +280,22 @@ func httpHandler(a *agent.Agent, st *store.Store, withPprof bool) http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", a.Metrics().Handler())
+	mux.HandleFunc("GET /profile", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		p, err := st.Profile(q.Get("model"), q.Get("version"), profile.DeviceID())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		v := *p
+		v.Validation = nil // per-sample data stays in the store
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	})
 	mux.HandleFunc("GET /history", func(w http.ResponseWriter, r *http.Request) {
 		since, err := parseSince(r.URL.Query().Get("since"), time.Now())
 		if err != nil {
