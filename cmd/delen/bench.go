@@ -32,8 +32,8 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer m.Close()
-			opt := models.BenchOptions{Reps: reps, Warmup: warmup, Batch: batch,
-				Progress: func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "\r%s", s) }}
+			prog := newProgress(cmd.ErrOrStderr())
+			opt := models.BenchOptions{Reps: reps, Warmup: warmup, Batch: batch, Progress: prog.show}
 			if data, _ := zoo.ValidationData(m.Manifest); data != nil {
 				per := m.Manifest.SampleSize()
 				opt.Fill = func(r int, dst []float32) {
@@ -43,7 +43,7 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 				}
 			}
 			r, err := models.BenchExecutor(cmd.Context(), m, opt)
-			fmt.Fprint(cmd.ErrOrStderr(), "\r\033[K")
+			prog.clear()
 			if err != nil {
 				return err
 			}
@@ -94,9 +94,9 @@ func newBenchOverheadCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer stop()
-			r, err := agentbench.Overhead(ctx, agentbench.Options{BrokerURL: u, N: n, Logger: g.quietLogger(),
-				Progress: func(s string) { fmt.Fprintf(cmd.ErrOrStderr(), "\r%s", s) }})
-			fmt.Fprint(cmd.ErrOrStderr(), "\r\033[K")
+			prog := newProgress(cmd.ErrOrStderr())
+			r, err := agentbench.Overhead(ctx, agentbench.Options{BrokerURL: u, N: n, Logger: g.quietLogger(), Progress: prog.show})
+			prog.clear()
 			if err != nil {
 				return err
 			}

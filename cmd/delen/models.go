@@ -226,10 +226,11 @@ func newTrainCmd(g *globals) *cobra.Command {
 			}
 			stderr := cmd.ErrOrStderr()
 			fmt.Fprintf(stderr, "training %s on %d MNIST images (seed %d, %d epochs)\n", train.ModelName, set.Len(), seed, opt.Epochs)
-			opt.Progress = func(s train.Status) { fmt.Fprintf(stderr, "\r%s ", s) }
+			prog := newProgress(stderr)
+			opt.Progress = func(s train.Status) { prog.show(s.String()) }
 			start := time.Now()
 			net, err := train.Train(cmd.Context(), set, opt)
-			fmt.Fprintln(stderr)
+			prog.keep()
 			if err != nil {
 				return err
 			}

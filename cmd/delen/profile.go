@@ -55,11 +55,11 @@ func newProfileCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(stderr, "; accuracy on the %s", dataName)
 			}
 			fmt.Fprintln(stderr, ")")
+			prog := newProgress(stderr)
 			p, err := models.Profile(cmd.Context(), m, meter, models.ProfileOptions{
-				Runs: runs, Warmup: warmup, Data: data,
-				Progress: func(s string) { fmt.Fprintf(stderr, "\r%-60s", s) },
+				Runs: runs, Warmup: warmup, Data: data, Progress: prog.show,
 			})
-			fmt.Fprintln(stderr)
+			prog.keep()
 			if err != nil {
 				return err
 			}

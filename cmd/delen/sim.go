@@ -100,11 +100,11 @@ func runSim(cmd *cobra.Command, g *globals, f *simFlags) error {
 	fmt.Fprintf(stderr, " against %s\n", brokerURL)
 	opt := sim.RunOptions{BrokerURL: brokerURL, Username: f.username, Password: f.password, Prefix: f.prefix,
 		Timeout: f.timeout, Drain: f.drain}
-	if !f.quiet {
+	if prog := newProgress(stderr); !f.quiet {
 		opt.Progress = func(snap sim.Snapshot) {
-			fmt.Fprintf(stderr, "\r%-120s", snap.String())
+			prog.show(snap.String())
 			if snap.Done {
-				fmt.Fprintln(stderr)
+				prog.keep()
 			}
 		}
 	}
