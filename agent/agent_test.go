@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -195,6 +196,15 @@ func (tc *tenantClient) raw(id string) [][]byte {
 
 func (tc *tenantClient) control(c *schema.Control) *schema.Settings {
 	tc.t.Helper()
+	set, _ := tc.controlState(c)
+	return set
+}
+
+// controlState publishes a control message (JSON) and returns the state
+// the agent publishes in answer: the effective settings, and the error of
+// a refused control (nil when it was applied).
+func (tc *tenantClient) controlState(c *schema.Control) (*schema.Settings, *schema.Error) {
+	tc.t.Helper()
 	b, err := schema.EncodeControl(c, schema.JSON)
 	if err != nil {
 		tc.t.Fatal(err)
@@ -210,11 +220,17 @@ func (tc *tenantClient) control(c *schema.Control) *schema.Settings {
 		if err != nil {
 			tc.t.Fatal(err)
 		}
-		return set
+		var refused struct {
+			Error *schema.Error `json:"error"`
+		}
+		if err := json.Unmarshal(s, &refused); err != nil {
+			tc.t.Fatalf("state %q: %v", s, err)
+		}
+		return set, refused.Error
 	case <-time.After(20 * time.Second):
 		tc.t.Fatal("no state after a control message")
 	}
-	return nil
+	return nil, nil
 }
 
 var testSet = func() *mnist.Set { s, _ := mnist.Test(); return s }()
@@ -293,8 +309,9 @@ func TestErrorCodes(t *testing.T) {
 			send func()
 			code string
 		}{
-			// A payload over the limit is not decoded, so its id is not known.
-			{"", func() { cam.send(big, schema.MsgPack) }, schema.CodeTooLarge},
+			// A payload over the limit is not decoded; its id is found in
+			// its first bytes.
+			{"big", func() { cam.send(big, schema.MsgPack) }, schema.CodeTooLarge},
 			{"shape", func() { cam.send(wrongShape, schema.MsgPack) }, schema.CodeShapeMismatch},
 			{"model", func() { cam.send(unknown, schema.JSON) }, schema.CodeUnknownModel},
 			{"policy", func() { cam.send(badPolicy, schema.MsgPack) }, schema.CodeBadRequest},
@@ -817,6 +834,67 @@ func TestTenantLimit(t *testing.T) {
 
 // TestTenantDefaultsFromConfig: a configuration's tenant defaults apply
 // to a tenant without stored settings, and its control messages replace them.
+// TestExitOutsideTheModel: an exit the model does not have is a malformed
+// request (bad_request, naming the model's exits), in a request's bound, in
+// a tenant's default bound from the configuration, and in a control
+// message, which is refused on the state topic with the settings kept.
+func TestExitOutsideTheModel(t *testing.T) {
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	startAgent(t, url, t.TempDir(), func(c *agent.Config) {
+		c.TenantDefaults = map[string]schema.Settings{"cam2": {Bound: schema.Bound{Exit: intp(4)}, Weight: 1}}
+	})
+	cam := newTenant(t, url, "cam1")
+	cases := []struct {
+		id     string
+		exit   int
+		enc    schema.Encoding
+		status string
+	}{
+		{"exit-99", 99, schema.MsgPack, schema.StatusError},
+		{"exit-4-json", 4, schema.JSON, schema.StatusError},
+		{"exit-3", 3, schema.MsgPack, schema.StatusOK},
+	}
+	for _, c := range cases {
+		cam.send(digit(c.id, 0, schema.Bound{Exit: intp(c.exit)}), c.enc)
+	}
+	for _, c := range cases {
+		r := cam.wait(c.id)
+		if r.Status != c.status {
+			t.Errorf("%s: status %s (exit %d, error %+v), want %s", c.id, r.Status, r.Exit, r.Error, c.status)
+			continue
+		}
+		if c.status == schema.StatusError && (r.Error.Code != schema.CodeBadRequest || !strings.Contains(r.Error.Message, "exits 1..3")) {
+			t.Errorf("%s: error %+v, want bad_request naming exits 1..3", c.id, r.Error)
+		}
+		if c.status == schema.StatusOK && r.Exit != 3 {
+			t.Errorf("%s: served exit %d", c.id, r.Exit)
+		}
+	}
+
+	// The operator's default bound for cam2 names exit 4 of a 3-exit model.
+	cam2 := newTenant(t, url, "cam2")
+	cam2.send(digit("default-4", 0, schema.Bound{}), schema.MsgPack)
+	if r := cam2.wait("default-4"); r.Status != schema.StatusError || r.Error.Code != schema.CodeBadRequest || !strings.Contains(r.Error.Message, "default bound") {
+		t.Errorf("default bound exit 4: status %s error %+v, want bad_request about the default bound", r.Status, r.Error)
+	}
+
+	// A control message with exit 99 is refused; exit 2 stays.
+	if set, refused := cam.controlState(&schema.Control{Bound: &schema.Bound{Exit: intp(2)}}); refused != nil || set.Bound.Exit == nil || *set.Bound.Exit != 2 {
+		t.Fatalf("control exit 2: settings %+v, refused %+v", set, refused)
+	}
+	set, refused := cam.controlState(&schema.Control{Bound: &schema.Bound{Exit: intp(99)}})
+	if refused == nil || refused.Code != schema.CodeBadRequest || !strings.Contains(refused.Message, "mnist-ee has exits 1..3, not 99") {
+		t.Errorf("control exit 99: refused %+v, want bad_request naming the model's exits", refused)
+	}
+	if set.Bound.Exit == nil || *set.Bound.Exit != 2 {
+		t.Errorf("after a refused control: settings %+v, want exit 2 kept", set)
+	}
+	cam.send(digit("after", 0, schema.Bound{}), schema.MsgPack)
+	if r := cam.wait("after"); r.Status != schema.StatusOK || r.Exit != 2 {
+		t.Errorf("after a refused control: status %s exit %d, want ok at exit 2", r.Status, r.Exit)
+	}
+}
+
 func TestTenantDefaultsFromConfig(t *testing.T) {
 	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), func(c *agent.Config) {

@@ -218,7 +218,7 @@ func badCatalogue(t testing.TB) []badRow {
 		{"mp-meta-nan", mp(t, req("mp-meta-nan", "meta", map[string]any{"x": math.NaN()})), schema.CodeBadRequest, "mp-meta-nan"},
 		{"mp-meta-depth-17", mp(t, req("mp-meta-17", "meta", deepMeta(schema.MaxMetaDepth+1))), schema.CodeBadRequest, "mp-meta-17"},
 		{"mp-meta-depth-5000", mp(t, req("mp-meta-5000", "meta", deepMeta(5000))), schema.CodeBadRequest, "mp-meta-5000"},
-		{"mp-oversized-payload", mp(t, req("mp-too-large", "meta", map[string]any{"pad": bigPad})), schema.CodeTooLarge, ""},
+		{"mp-oversized-payload", mp(t, req("mp-too-large", "meta", map[string]any{"pad": bigPad})), schema.CodeTooLarge, "mp-too-large"},
 
 		// --- JSON: broken encodings
 		{"json-garbage", []byte(`{garbage`), schema.CodeBadRequest, ""},
@@ -260,7 +260,8 @@ func badCatalogue(t testing.TB) []badRow {
 		{"json-meta-depth-17", jreq("json-meta-17", `,"meta":`+deepJSON(schema.MaxMetaDepth+1)), schema.CodeBadRequest, "json-meta-17"},
 		{"json-meta-depth-10000", jreq("json-meta-10000", `,"meta":`+deepJSON(10000)), schema.CodeBadRequest, "json-meta-10000"},
 		{"json-meta-array-depth-30000", jreq("json-arrays", `,"meta":{"a":`+strings.Repeat("[", 30000)+strings.Repeat("]", 30000)+`}`), schema.CodeBadRequest, "json-arrays"},
-		{"json-oversized-payload", jreq("json-too-large", `,"meta":{"pad":"`+bigPad+`"}`), schema.CodeTooLarge, ""},
+		{"json-oversized-payload", jreq("json-too-large", `,"meta":{"pad":"`+bigPad+`"}`), schema.CodeTooLarge, "json-too-large"},
+		{"json-oversized-id-after-bulk", []byte(`{"meta":{"pad":"` + bigPad + `"},"id":"json-late-id","input":` + jin + `}`), schema.CodeTooLarge, ""},
 	}
 	return rows
 }

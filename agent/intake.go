@@ -131,6 +131,14 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 			sm.release()
 		}
 	}()
+	bound := req.Bound
+	if bound.IsZero() {
+		bound = set.Bound
+	}
+	if err := checkExit(sm, bound, !req.Bound.IsZero()); err != nil {
+		a.answerError(tenantName, req, enc, qos, topic, err, msg)
+		return
+	}
 	input, err := a.inputFor(sm, &req.Input)
 	if err != nil {
 		a.answerError(tenantName, req, enc, qos, topic, err, msg)
@@ -151,10 +159,6 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 	if err != nil {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeBadRequest, "policy: %v", err), msg)
 		return
-	}
-	bound := req.Bound
-	if bound.IsZero() {
-		bound = set.Bound
 	}
 	j := &job{
 		tenant: tenantName, owner: t, req: req, enc: enc, msgs: []broker.Message{msg}, qos: qos, topic: topic,
@@ -192,6 +196,20 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 	a.metrics.queueDepth.WithLabelValues(t.label).Set(float64(a.sched.depth(tenantName)))
 	a.runInline()
 	a.sched.wakeIfQueued()
+}
+
+// checkExit refuses a bound whose exit the model does not have (exits are
+// 1..Exits()): a malformed request, not one to serve at the last exit.
+// own tells whether the bound is the request's own or the tenant's default.
+func checkExit(sm *servedModel, b schema.Bound, own bool) error {
+	if b.Exit == nil || *b.Exit <= sm.m.Exits() {
+		return nil
+	}
+	whose := "bound.exit"
+	if !own {
+		whose = "the tenant's default bound.exit"
+	}
+	return schema.Errorf(schema.CodeBadRequest, "%s: model %s has exits 1..%d, not %d", whose, sm.name, sm.m.Exits(), *b.Exit)
 }
 
 // inputFor checks the request tensor against the model's input and

@@ -203,6 +203,11 @@ func (a *Agent) onControl(msg broker.Message) {
 			sm.release()
 		}
 	}
+	if err == nil && (c.Bound != nil || c.Model != nil) {
+		// A default bound's exit must be one of the model the tenant
+		// would have.
+		err = a.checkDefaultExit(t.get().Apply(c))
+	}
 	if err != nil {
 		a.log.Warn("control message refused", "tenant", tenantName, "err", err)
 		a.publishState(tenantName, t.get(), enc, err)
@@ -223,6 +228,24 @@ func (a *Agent) onControl(msg broker.Message) {
 	}
 	a.log.Info("tenant settings changed", "tenant", tenantName, "policy", set.Policy, "model", set.Model, "weight", set.Weight)
 	a.publishState(tenantName, set, enc, nil)
+}
+
+// checkDefaultExit checks that the exit of a tenant's default bound is an
+// exit of the tenant's model (or the agent's default model).
+func (a *Agent) checkDefaultExit(set schema.Settings) error {
+	if set.Bound.Exit == nil {
+		return nil
+	}
+	name := set.Model
+	if name == "" {
+		name = a.cfg.DefaultModel
+	}
+	sm := a.model(name)
+	if sm == nil {
+		return nil // an unknown model is refused on its own
+	}
+	defer sm.release()
+	return checkExit(sm, set.Bound, true)
 }
 
 // publishState publishes a tenant's effective settings, retained; a

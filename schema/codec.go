@@ -69,7 +69,8 @@ func checkSize(payload []byte, maxBytes int) *Error {
 // encoded the same way. It does not validate: call Request.Validate.
 //
 // A payload longer than maxBytes (DefaultMaxBytes when maxBytes <= 0) is
-// refused with too_large without being decoded; anything malformed is
+// refused with too_large without being decoded (its id is looked for in its
+// first IDScanBytes bytes); anything malformed is
 // bad_request. On error the *Request is still non-nil and holds what could be
 // read (unvalidated); if the id could be read and is a valid id it is both in
 // Request.ID and in the *Error's ID field, so the agent can answer it
@@ -78,6 +79,10 @@ func DecodeRequest(payload []byte, maxBytes int) (*Request, Encoding, error) {
 	enc := DetectEncoding(payload)
 	req := &Request{}
 	if err := checkSize(payload, maxBytes); err != nil {
+		// Not decoded; its id is looked for in its first bytes, so that
+		// the tenant learns which request was refused.
+		id := scanID(payload[:min(len(payload), IDScanBytes)], enc)
+		req.ID, err.ID = id, id
 		return req, enc, err
 	}
 	if isBlank(payload) {

@@ -376,8 +376,31 @@ func TestTooLarge(t *testing.T) {
 		if genc != enc {
 			t.Errorf("too_large encoding = %v, want %v (to answer in kind)", genc, enc)
 		}
-		if e.ID != "" || got.ID != "" {
-			t.Errorf("too_large payloads are not decoded, yet id %q/%q", e.ID, got.ID)
+		if e.ID != req.ID || got.ID != req.ID {
+			t.Errorf("too_large id = %q/%q, want %q (looked for in the payload's first bytes)", e.ID, got.ID, req.ID)
+		}
+	}
+	// A 5 MB request: the id in its first bytes is found, one after the
+	// first IDScanBytes is not (the payload is not decoded).
+	pad := strings.Repeat("x", 5<<20)
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		want    string
+	}{
+		{"json-id-first", []byte(`{"id":"big-1","meta":{"pad":"` + pad + `"}}`), "big-1"},
+		{"json-id-after-bulk", []byte(`{"meta":{"pad":"` + pad + `"},"id":"big-2"}`), ""},
+		{"json-truncated-id", []byte(`{"meta":{"pad":"` + strings.Repeat("x", IDScanBytes-20) + `"},"id":"big-3-which-straddles-the-window"` + pad + `}`), ""},
+		{"msgpack-id-first", mustMsgpack(t, map[string]any{"id": "big-4", "meta": map[string]any{"pad": pad}}), "big-4"},
+		{"msgpack-no-id", mustMsgpack(t, map[string]any{"meta": map[string]any{"pad": pad}}), ""},
+	} {
+		got, _, err := DecodeRequest(tc.payload, 4<<20)
+		e := wantError(t, err, CodeTooLarge, "at most")
+		if e.ID != tc.want || got.ID != tc.want {
+			t.Errorf("%s: too_large id = %q/%q, want %q", tc.name, e.ID, got.ID, tc.want)
+		}
+		if res := NewErrorResult("cam1", got, err); res.ID != tc.want {
+			t.Errorf("%s: error result id = %q, want %q", tc.name, res.ID, tc.want)
 		}
 	}
 	// maxBytes <= 0 means DefaultMaxBytes.
@@ -671,4 +694,16 @@ func TestMsgpackNumberTypes(t *testing.T) {
 			t.Errorf("%T(%v): %+v %v", n, n, req, err)
 		}
 	}
+}
+
+// mustMsgpack encodes v as msgpack with sorted map keys.
+func mustMsgpack(t testing.TB, v any) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	enc := msgpack.NewEncoder(&b)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

@@ -40,7 +40,9 @@
 // DESIGN.md leaves some points open; this package settles them as follows.
 //
 //   - Limits: payloads above DefaultMaxBytes (8 MiB, or the agent's limit)
-//     get too_large, without an id, since they are not decoded. A tensor has
+//     get too_large without being decoded; their id is looked for in their
+//     first IDScanBytes (64 KiB), so the result names the request when the
+//     id stands before the bulk of the payload. A tensor has
 //     at most MaxRank (16) dimensions and MaxElements (1<<24) elements; ids
 //     are 1–128 bytes; model and policy names at most 128 bytes; meta at most
 //     MaxMetaDepth (16) levels and MaxMetaBytes (64 KiB) encoded.

@@ -35,6 +35,9 @@ const (
 	// DefaultMaxBytes is the payload limit used when a decoder is given
 	// maxBytes <= 0.
 	DefaultMaxBytes = 8 << 20
+	// IDScanBytes is how much of a payload too large to decode is searched
+	// for its id (a top-level "id" before that point is found).
+	IDScanBytes = 64 << 10
 	// MaxIDBytes is the longest request id.
 	MaxIDBytes = 128
 	// MaxNameBytes is the longest model or policy name.
