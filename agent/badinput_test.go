@@ -199,6 +199,7 @@ func badCatalogue(t testing.TB) []badRow {
 		{"mp-negative-latency", mp(t, req("mp-neg-latency", "bound", map[string]any{"latency_ms": -5})), schema.CodeBadRequest, "mp-neg-latency"},
 		{"mp-accuracy-2", mp(t, req("mp-accuracy-2", "bound", map[string]any{"accuracy": 2})), schema.CodeBadRequest, "mp-accuracy-2"},
 		{"mp-exit-0", mp(t, req("mp-exit-0", "bound", map[string]any{"exit": 0})), schema.CodeBadRequest, "mp-exit-0"},
+		{"mp-exit-99", mp(t, req("mp-exit-99", "bound", map[string]any{"exit": 99})), schema.CodeBadRequest, "mp-exit-99"},
 		{"mp-version-2", mp(t, req("mp-version-2", "v", 2)), schema.CodeBadRequest, "mp-version-2"},
 		{"mp-negative-label", mp(t, req("mp-negative-label", "label", -1)), schema.CodeBadRequest, "mp-negative-label"},
 		// --- msgpack: reply_to
