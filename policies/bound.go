@@ -7,7 +7,7 @@ import (
 )
 
 // BoundPolicy applies the stopping rules of every bound the request carries
-// (DESIGN.md, "Bounds and policies"): it stops at the first exit where a
+// (docs/protocol.md, "Bound"): it stops at the first exit where a
 // stopping rule fires and never starts a stage that would break a hard
 // limit (latency, energy). Without any bound it runs the whole model.
 //

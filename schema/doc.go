@@ -2,7 +2,7 @@
 // exchange over MQTT, their msgpack and JSON codecs, their validation, and the
 // topic names.
 //
-// The contract is fixed by DESIGN.md ("Topics", "Payloads"); this package is
+// The contract is written down in docs/protocol.md; this package is
 // the only place that knows it. It imports nothing but the standard library and
 // github.com/vmihailenco/msgpack/v5.
 //
@@ -37,7 +37,7 @@
 //
 // # Contract details
 //
-// DESIGN.md leaves some points open; this package settles them as follows.
+// docs/protocol.md leaves some points open; this package settles them as follows.
 //
 //   - Limits: payloads above DefaultMaxBytes (8 MiB, or the agent's limit)
 //     get too_large without being decoded; their id is looked for in their

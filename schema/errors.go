@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Error codes carried in Result.Error.Code (DESIGN.md, "Payloads").
+// Error codes carried in Result.Error.Code (docs/protocol.md, "Error codes").
 const (
 	// CodeBadRequest: the payload is malformed or fails validation.
 	CodeBadRequest = "bad_request"

@@ -19,7 +19,7 @@ const (
 // <prefix>/_agents/<agent-id>/status. It is not a valid tenant name.
 const AgentsLevel = "_agents"
 
-// Topics names the MQTT topics under a prefix (DESIGN.md, "Topics"). The zero
+// Topics names the MQTT topics under a prefix (docs/protocol.md, "Topics"). The zero
 // value uses DefaultPrefix. A prefix may have several levels ("site1/delen")
 // but no wildcards and no leading or trailing '/'.
 type Topics struct {

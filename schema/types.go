@@ -18,7 +18,7 @@ const (
 	DTypeUint8   = "uint8"
 )
 
-// Result statuses (DESIGN.md, "Payloads").
+// Result statuses (docs/protocol.md, "Result").
 const (
 	// StatusOK: served, and the bound held.
 	StatusOK = "ok"

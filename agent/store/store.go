@@ -1,6 +1,6 @@
 // Package store persists the agent's state in Badger: tenant settings,
 // model profiles, the history of served requests and the dedupe table.
-// Keys follow DESIGN.md:
+// Keys follow docs/protocol.md ("Storage"):
 //
 //	tenant/<tenant>                       settings
 //	profile/<model>@<version>/<device>    profile

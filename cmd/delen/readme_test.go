@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -110,5 +111,52 @@ func TestReadmeTenantsExample(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no cam1 account in %+v", tf)
+	}
+}
+
+// Every relative link of the repository's Markdown files points at a file
+// inside the repository that exists: a clone has no ../shared/.
+func TestDocLinksStayInTheRepository(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	n := 0
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "node_modules" || d.Name() == "data" || d.Name() == "out") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".md") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target, _, _ := strings.Cut(m[1], "#")
+			if target == "" || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			n++
+			abs := filepath.Join(filepath.Dir(path), target)
+			rel, _ := filepath.Rel(root, path)
+			if r, err := filepath.Rel(root, abs); err != nil || strings.HasPrefix(r, "..") {
+				t.Errorf("%s links to %s, outside the repository", rel, m[1])
+			} else if _, err := os.Stat(abs); err != nil {
+				t.Errorf("%s links to %s, which does not exist", rel, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no relative links found: the walk is broken")
 	}
 }
