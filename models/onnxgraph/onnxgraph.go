@@ -5,6 +5,11 @@
 // what the replica generator uses to write cost-replica models, and what
 // tests use to write fixtures. Every op it emits is in the default ONNX
 // domain at opset 13, which every ONNX Runtime release since 1.8 runs.
+//
+// The protobuf encoding is written by hand (encode.go) for exactly the
+// messages the builder emits, so the package needs no generated ONNX types
+// and their dependencies; the bytes are those a generated encoder writes in
+// deterministic mode (testdata/all-ops.onnx pins them).
 package onnxgraph
 
 import (
@@ -13,9 +18,6 @@ import (
 	"math"
 	"os"
 	"sort"
-
-	"github.com/advancedclimatesystems/gonnx/onnx"
-	"google.golang.org/protobuf/proto"
 )
 
 // Opset is the ONNX operator set version the builder targets.
@@ -49,12 +51,48 @@ func Dims(sizes ...int64) []Dim {
 // The zero value is not usable; start with New.
 type Graph struct {
 	name    string
-	nodes   []*onnx.NodeProto
-	inits   []*onnx.TensorProto
-	inputs  []*onnx.ValueInfoProto
-	outputs []*onnx.ValueInfoProto
+	nodes   []node
+	inits   []tensor
+	inputs  []valueInfo
+	outputs []valueInfo
 	names   map[string]int
 	meta    map[string]string
+}
+
+// node is one NodeProto: an op with its inputs, single output and
+// attributes.
+type node struct {
+	name, op string
+	inputs   []string
+	output   string
+	attrs    []*Attribute
+}
+
+// tensor is one initializer (TensorProto): float32 weights as raw
+// little-endian bytes, or int64 values.
+type tensor struct {
+	name     string
+	dims     []int64
+	dataType int32
+	raw      []byte
+	int64s   []int64
+	floats   []float32 // float_data, when read from a file
+}
+
+// valueInfo is a float32 graph input or output (ValueInfoProto).
+type valueInfo struct {
+	name string
+	dims []Dim
+}
+
+// Attribute is one attribute of a node (AttributeProto); make one with
+// Int, Ints or Float.
+type Attribute struct {
+	name string
+	typ  int32 // attrFloat, attrInt or attrInts
+	f    float32
+	i    int64
+	ints []int64
 }
 
 // New starts an empty graph with the given name.
@@ -71,13 +109,13 @@ func (g *Graph) fresh(prefix string) string {
 
 // Input declares a float32 graph input.
 func (g *Graph) Input(name string, dims []Dim) string {
-	g.inputs = append(g.inputs, valueInfo(name, dims))
+	g.inputs = append(g.inputs, valueInfo{name, append([]Dim(nil), dims...)})
 	return name
 }
 
 // Output declares the tensor named name as a float32 graph output.
 func (g *Graph) Output(name string, dims []Dim) {
-	g.outputs = append(g.outputs, valueInfo(name, dims))
+	g.outputs = append(g.outputs, valueInfo{name, append([]Dim(nil), dims...)})
 }
 
 // SetMetadata stores a key/value pair in the model's metadata_props.
@@ -112,56 +150,40 @@ func (g *Graph) NamedWeight(name string, shape []int64, data []float32) string {
 	for i, v := range data {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
 	}
-	g.inits = append(g.inits, &onnx.TensorProto{
-		Name:     name,
-		Dims:     append([]int64(nil), shape...),
-		DataType: int32(onnx.TensorProto_FLOAT),
-		RawData:  raw,
-	})
+	g.inits = append(g.inits, tensor{name: name, dims: append([]int64(nil), shape...), dataType: dataFloat, raw: raw})
 	return name
 }
 
 // int64Weight adds an int64 initializer (shapes for Reshape) and returns its name.
 func (g *Graph) int64Weight(prefix string, data []int64) string {
 	name := g.fresh(prefix)
-	g.inits = append(g.inits, &onnx.TensorProto{
-		Name:      name,
-		Dims:      []int64{int64(len(data))},
-		DataType:  int32(onnx.TensorProto_INT64),
-		Int64Data: append([]int64(nil), data...),
-	})
+	g.inits = append(g.inits, tensor{name: name, dims: []int64{int64(len(data))}, dataType: dataInt64, int64s: append([]int64(nil), data...)})
 	return name
 }
 
 // Node adds one node and returns the name of its (single) output, which is
 // out when given, or a fresh name otherwise.
-func (g *Graph) Node(op, out string, inputs []string, attrs ...*onnx.AttributeProto) string {
+func (g *Graph) Node(op, out string, inputs []string, attrs ...*Attribute) string {
 	if out == "" {
 		out = g.fresh(op)
 	}
-	g.nodes = append(g.nodes, &onnx.NodeProto{
-		Name:      g.fresh("n_" + op),
-		OpType:    op,
-		Input:     inputs,
-		Output:    []string{out},
-		Attribute: attrs,
-	})
+	g.nodes = append(g.nodes, node{name: g.fresh("n_" + op), op: op, inputs: inputs, output: out, attrs: attrs})
 	return out
 }
 
 // Ints is an INTS attribute.
-func Ints(name string, v ...int64) *onnx.AttributeProto {
-	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_INTS, Ints: v}
+func Ints(name string, v ...int64) *Attribute {
+	return &Attribute{name: name, typ: attrInts, ints: v}
 }
 
 // Int is an INT attribute.
-func Int(name string, v int64) *onnx.AttributeProto {
-	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_INT, I: v}
+func Int(name string, v int64) *Attribute {
+	return &Attribute{name: name, typ: attrInt, i: v}
 }
 
 // Float is a FLOAT attribute.
-func Float(name string, v float32) *onnx.AttributeProto {
-	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_FLOAT, F: v}
+func Float(name string, v float32) *Attribute {
+	return &Attribute{name: name, typ: attrFloat, f: v}
 }
 
 // Conv adds a 2-D convolution (weights [out, in, k, k], bias [out]) with the
@@ -206,35 +228,10 @@ func (g *Graph) Reshape(x string, shape []int64, name string) string {
 	return g.Node("Reshape", name, []string{x, s})
 }
 
-// Model returns the ONNX model proto.
-func (g *Graph) Model() *onnx.ModelProto {
-	m := &onnx.ModelProto{
-		IrVersion:    irVersion,
-		ProducerName: "delen",
-		OpsetImport:  []*onnx.OperatorSetIdProto{{Domain: "", Version: Opset}},
-		Graph: &onnx.GraphProto{
-			Name:        g.name,
-			Node:        g.nodes,
-			Initializer: g.inits,
-			Input:       g.inputs,
-			Output:      g.outputs,
-		},
-	}
-	keys := make([]string, 0, len(g.meta))
-	for k := range g.meta {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		m.MetadataProps = append(m.MetadataProps, &onnx.StringStringEntryProto{Key: k, Value: g.meta[k]})
-	}
-	return m
-}
-
 // Marshal serialises the model deterministically: the same graph always
-// gives the same bytes.
+// gives the same bytes (see encode.go for the encoding).
 func (g *Graph) Marshal() ([]byte, error) {
-	return proto.MarshalOptions{Deterministic: true}.Marshal(g.Model())
+	return g.encode(), nil
 }
 
 // WriteFile serialises the model into path.
@@ -246,24 +243,14 @@ func (g *Graph) WriteFile(path string) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-func valueInfo(name string, dims []Dim) *onnx.ValueInfoProto {
-	shape := &onnx.TensorShapeProto{}
-	for _, d := range dims {
-		dim := &onnx.TensorShapeProto_Dimension{}
-		if d.Param != "" {
-			dim.Value = &onnx.TensorShapeProto_Dimension_DimParam{DimParam: d.Param}
-		} else {
-			dim.Value = &onnx.TensorShapeProto_Dimension_DimValue{DimValue: d.Value}
-		}
-		shape.Dim = append(shape.Dim, dim)
+// sortedMeta returns the metadata keys in order.
+func (g *Graph) sortedMeta() []string {
+	keys := make([]string, 0, len(g.meta))
+	for k := range g.meta {
+		keys = append(keys, k)
 	}
-	return &onnx.ValueInfoProto{
-		Name: name,
-		Type: &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
-			ElemType: int32(onnx.TensorProto_FLOAT),
-			Shape:    shape,
-		}}},
-	}
+	sort.Strings(keys)
+	return keys
 }
 
 // ReadWeights returns the float32 initializers of an ONNX file by name
@@ -273,26 +260,26 @@ func ReadWeights(path string) (map[string][]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m onnx.ModelProto
-	if err := proto.Unmarshal(b, &m); err != nil {
+	inits, err := decodeInitializers(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s: not an ONNX model: %w", path, err)
 	}
 	out := map[string][]float32{}
-	for _, t := range m.GetGraph().GetInitializer() {
-		if t.GetDataType() != int32(onnx.TensorProto_FLOAT) {
+	for _, t := range inits {
+		if t.dataType != dataFloat {
 			continue
 		}
-		if raw := t.GetRawData(); len(raw) > 0 {
+		if raw := t.raw; len(raw) > 0 {
 			if len(raw)%4 != 0 {
-				return nil, fmt.Errorf("%s: initializer %s has %d raw bytes", path, t.GetName(), len(raw))
+				return nil, fmt.Errorf("%s: initializer %s has %d raw bytes", path, t.name, len(raw))
 			}
 			v := make([]float32, len(raw)/4)
 			for i := range v {
 				v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 			}
-			out[t.GetName()] = v
+			out[t.name] = v
 		} else {
-			out[t.GetName()] = append([]float32(nil), t.GetFloatData()...)
+			out[t.name] = t.floats
 		}
 	}
 	return out, nil
