@@ -94,6 +94,11 @@ type Config struct {
 	// ahead of the least-served busy tenant before deadlines yield to
 	// fairness (default 2 ms).
 	FairnessWindow time.Duration
+	// SentAtFuture and SentAtMaxAge make a request's sent_at plausible: not
+	// more than SentAtFuture ahead of the agent's clock (default 50 ms)
+	// and not more than SentAtMaxAge old (default 60 s). A latency bound's
+	// deadline counts from a plausible sent_at, else from arrival.
+	SentAtFuture, SentAtMaxAge time.Duration
 	// Infeasible is what happens to a request whose bound not even exit 1
 	// can meet: "late" serves exit 1 anyway, "shed" answers at once
 	// (default "late").
@@ -166,6 +171,12 @@ func (c *Config) defaults() error {
 	}
 	if c.FairnessWindow <= 0 {
 		c.FairnessWindow = 2 * time.Millisecond
+	}
+	if c.SentAtFuture <= 0 {
+		c.SentAtFuture = DefaultSentAtFuture
+	}
+	if c.SentAtMaxAge <= 0 {
+		c.SentAtMaxAge = DefaultSentAtMaxAge
 	}
 	switch c.Infeasible {
 	case "":

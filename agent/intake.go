@@ -166,9 +166,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		arrival: arrival, input: input,
 	}
 	j.task = task{tenant: tenantName, seq: a.sched.nextSeq(), job: j, queuedAt: arrival}
-	if bound.LatencyMS != nil {
-		j.task.deadline = arrival.Add(time.Duration(*bound.LatencyMS * float64(time.Millisecond)))
-	}
+	j.setDeadline(a.cfg.SentAtFuture, a.cfg.SentAtMaxAge)
 	a.setNextStage(j)
 	if set.Infeasible != "" {
 		j.infeasible = set.Infeasible

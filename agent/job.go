@@ -28,19 +28,55 @@ type job struct {
 	conditions []schema.Condition
 	infeasible string // "late" or "shed"
 
-	arrival  time.Time
-	input    []float32
-	state    *models.State
-	task     task
-	done     int // exits run
-	energyMJ float64
-	compute  time.Duration
-	queue    time.Duration
-	conf     float64
-	class    int
-	top      []schema.ClassProb
-	late     bool
-	reason   string
+	arrival time.Time
+	// origin is what the latency deadline counts from (sent_at or
+	// arrival); deadlineFrom names it for the result.
+	origin       time.Time
+	deadlineFrom string
+	input        []float32
+	state        *models.State
+	task         task
+	done         int // exits run
+	energyMJ     float64
+	compute      time.Duration
+	queue        time.Duration
+	conf         float64
+	class        int
+	top          []schema.ClassProb
+	late         bool
+	reason       string
 
 	result *schema.Result
+}
+
+// Defaults of Config.SentAtFuture and Config.SentAtMaxAge.
+const (
+	DefaultSentAtFuture = 50 * time.Millisecond
+	DefaultSentAtMaxAge = 60 * time.Second
+)
+
+// deadlineOrigin is what a latency bound's deadline counts from
+// (DESIGN.md, "Bounds and policies"): the request's sent_at (unix µs) when
+// the agent's clock finds it plausible, at most future ahead of arrival and
+// at most maxAge before it; else arrival. It also names the choice for the
+// result's deadline_from.
+func deadlineOrigin(sentAt int64, arrival time.Time, future, maxAge time.Duration) (time.Time, string) {
+	if sentAt > 0 {
+		t := time.UnixMicro(sentAt)
+		if !t.After(arrival.Add(future)) && !t.Before(arrival.Add(-maxAge)) {
+			return t, schema.DeadlineFromSentAt
+		}
+	}
+	return arrival, schema.DeadlineFromArrival
+}
+
+// setDeadline fixes the job's deadline origin and its task's deadline
+// from its latency bound (none: no deadline).
+func (j *job) setDeadline(future, maxAge time.Duration) {
+	j.origin, j.deadlineFrom = j.arrival, ""
+	if j.bound.LatencyMS == nil {
+		return
+	}
+	j.origin, j.deadlineFrom = deadlineOrigin(j.req.SentAt, j.arrival, future, maxAge)
+	j.task.deadline = j.origin.Add(time.Duration(*j.bound.LatencyMS * float64(time.Millisecond)))
 }

@@ -137,7 +137,7 @@ func (a *Agent) after(j *job, done *[]*job) {
 func (a *Agent) policyStep(j *job, now time.Time) *policies.Step {
 	return &policies.Step{
 		Tenant: j.tenant, Bound: j.bound, Conditions: j.conditions,
-		Exits: j.model.m.Exits(), Done: j.done, Arrival: j.arrival, Now: now,
+		Exits: j.model.m.Exits(), Done: j.done, Arrival: j.arrival, Origin: j.origin, Now: now,
 		EnergyMJ: j.energyMJ, ComputeMS: ms(j.compute), Confidence: j.conf,
 		Load: policies.Load{QueueDepth: a.sched.depth(j.tenant), QueueDelayMS: a.QueueDelayMS()},
 	}
@@ -229,7 +229,7 @@ func (a *Agent) finish(j *job, status string, done *[]*job) {
 		V: schema.Version, ID: j.req.ID, Tenant: j.tenant, Model: man.Name,
 		SentAt: j.req.SentAt, Meta: j.req.Meta, Exits: j.model.m.Exits(),
 		QueueMS: ms(j.queue), ComputeMS: ms(j.compute), EnergyMJ: j.energyMJ,
-		EnergySource: a.cfg.Meter.Name(),
+		EnergySource: a.cfg.Meter.Name(), DeadlineFrom: j.deadlineFrom,
 	}
 	if status == schema.StatusShed {
 		r.Status = schema.StatusShed

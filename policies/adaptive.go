@@ -15,9 +15,9 @@ import (
 // tenant's Params["target_ms"]; with neither the policy runs the full
 // model and does not adapt. At each request's first decision (Before
 // stage 1: one adaptation decision per request) it predicts, for exit k,
-// the request's latency from its arrival:
+// the request's latency:
 //
-//	P(k) = elapsed (the queueing so far) + Σ p95 of stages 1..k + (k-1) × q
+//	P(k) = elapsed (since the deadline's origin: sent_at or arrival) + Σ p95 of stages 1..k + (k-1) × q
 //
 // where q is the wait of each later stage in the queue: Load.QueueDelayMS,
 // or, when the agent gives none, Load.QueueDepth × the mean p50 stage
@@ -125,7 +125,7 @@ func (a *AdaptivePolicy) adapt(s *Step, p *profile.Profile, k int) {
 	if d <= 0 {
 		return
 	}
-	elapsed := float64(nowOf(s).Sub(s.Arrival)) / 1e6
+	elapsed := float64(nowOf(s).Sub(s.origin())) / 1e6
 	q := a.queueMS(s, p)
 	predict := func(e int) float64 { return elapsed + cumMS(p, 0, e) + float64(e-1)*q }
 	t := a.targetLocked(k)

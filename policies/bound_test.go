@@ -145,3 +145,30 @@ func TestExpectedAccuracyUsesCalibration(t *testing.T) {
 		t.Errorf("exit without calibration: %.2f, want the exit's 0.90", got)
 	}
 }
+
+// TestDeadlineCountsFromOrigin: the deadline is Origin + bound (the
+// request's plausible sent_at), Arrival + bound without an Origin.
+func TestDeadlineCountsFromOrigin(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	cases := []struct {
+		name   string
+		origin time.Time
+		want   time.Time
+	}{
+		{"from sent_at", t0.Add(-30 * time.Millisecond), t0.Add(70 * time.Millisecond)},
+		{"from arrival", time.Time{}, t0.Add(100 * time.Millisecond)},
+	}
+	for _, c := range cases {
+		s := &Step{Bound: schema.Bound{LatencyMS: f(100)}, Exits: 3, Arrival: t0, Origin: c.origin, Now: t0.Add(55 * time.Millisecond)}
+		if d, ok := s.Deadline(); !ok || !d.Equal(c.want) {
+			t.Errorf("%s: deadline %v %v, want %v", c.name, d, ok, c.want)
+		}
+		// 55 ms after arrival, stage 2 (20 ms) fits only the deadline
+		// counted from arrival.
+		s.Done = 1
+		got := BoundPolicy{}.Before(s, synthetic()).Action
+		if want := map[bool]Action{true: Stop, false: Continue}[!c.origin.IsZero()]; got != want {
+			t.Errorf("%s: before stage 2 at 55 ms: %v, want %v", c.name, got, want)
+		}
+	}
+}

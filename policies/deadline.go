@@ -7,7 +7,8 @@ import (
 )
 
 // DeadlinePolicy ("deadline") looks at latency only: it runs as deep as
-// the request's deadline (arrival + bound.latency_ms) allows. Before each
+// the request's deadline (Step.Deadline: sent_at or arrival +
+// bound.latency_ms) allows. Before each
 // stage it predicts the stage's finish as now + its p95 latency + a safety
 // margin and does not start it when that passes the deadline; a request
 // that cannot even finish stage 1 (for instance because its deadline

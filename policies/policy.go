@@ -55,6 +55,10 @@ type Step struct {
 	Exits, Done int
 	// Arrival is when the request reached the agent; Now is the decision time.
 	Arrival, Now time.Time
+	// Origin is what a latency bound's deadline counts from: the request's
+	// sent_at when the agent found it plausible, else Arrival (the zero
+	// value means Arrival).
+	Origin time.Time
 	// EnergyMJ and ComputeMS are spent so far (stages run).
 	EnergyMJ, ComputeMS float64
 	// Confidence is the top-1 softmax probability at exit Done (Done > 0).
@@ -74,12 +78,21 @@ type Load struct {
 // Elapsed is the time since arrival.
 func (s *Step) Elapsed() time.Duration { return s.Now.Sub(s.Arrival) }
 
-// Deadline returns arrival + latency bound, and whether there is one.
+// Deadline returns origin + latency bound (DESIGN.md: end to end from a
+// plausible sent_at, else from arrival), and whether there is one.
 func (s *Step) Deadline() (time.Time, bool) {
 	if s.Bound.LatencyMS == nil {
 		return time.Time{}, false
 	}
-	return s.Arrival.Add(time.Duration(*s.Bound.LatencyMS * float64(time.Millisecond))), true
+	return s.origin().Add(time.Duration(*s.Bound.LatencyMS * float64(time.Millisecond))), true
+}
+
+// origin is Origin, or Arrival when it is unset.
+func (s *Step) origin() time.Time {
+	if s.Origin.IsZero() {
+		return s.Arrival
+	}
+	return s.Origin
 }
 
 // Policy decides, for one request, which stages to run.

@@ -585,6 +585,8 @@ func decodeResult(r reader, res *Result) *Error {
 			var b bool
 			b, err = r.boolean("bound_met")
 			res.BoundMet = &b
+		case "deadline_from":
+			res.DeadlineFrom, err = r.str("deadline_from")
 		default:
 			err = r.skip()
 		}

@@ -443,7 +443,7 @@ func fullResult() *Result {
 		Status: StatusOK, Exit: 2, Exits: 3, Class: ptr(0), Confidence: 0.93,
 		Top:       []ClassProb{{0, 0.93}, {6, 0.05}, {8, 0.01}},
 		LatencyMS: 3.25, QueueMS: 0.5, ComputeMS: 2.5, EnergyMJ: 11.5, EnergySource: "ina3221",
-		AccuracyEst: 0.978, BoundMet: ptr(true),
+		AccuracyEst: 0.978, BoundMet: ptr(true), DeadlineFrom: DeadlineFromSentAt,
 	}
 }
 
@@ -488,7 +488,7 @@ func TestResultWireShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"v", "id", "tenant", "model", "sent_at", "meta", "status", "exit", "exits", "class",
-		"confidence", "top", "latency_ms", "queue_ms", "compute_ms", "energy_mj", "energy_source", "accuracy_est", "bound_met"} {
+		"confidence", "top", "latency_ms", "queue_ms", "compute_ms", "energy_mj", "energy_source", "accuracy_est", "bound_met", "deadline_from"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("result JSON lacks %q: %s", k, b)
 		}

@@ -61,7 +61,7 @@
 //     nothing. weight is in (0, 1000]; at most 64 conditions.
 //   - Result: `class` and `bound_met` are omitted when nothing was decided
 //     (errors), `exit`, `exits`, `confidence`, `top`, `accuracy_est`,
-//     `energy_source` when zero; `latency_ms`, `queue_ms`, `compute_ms` and
+//     `energy_source`, `deadline_from` when zero; `latency_ms`, `queue_ms`, `compute_ms` and
 //     `energy_mj` are always present. `top` is [[class, prob], ...].
 //   - Status topics <prefix>/_agents/<agent-id>/status parse (Topics.Parse)
 //     to the agent id and KindStatus; "_agents" is not a valid tenant name.

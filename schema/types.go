@@ -114,7 +114,8 @@ func (t Tensor) IsZero() bool {
 // confidence threshold and a fixed exit. A nil field is absent, which differs
 // from zero.
 type Bound struct {
-	// LatencyMS: deadline = arrival + LatencyMS; > 0.
+	// LatencyMS: deadline = sent_at + LatencyMS when the request's sent_at
+	// is plausible, else arrival at the agent + LatencyMS; > 0.
 	LatencyMS *float64 `msgpack:"latency_ms,omitempty" json:"latency_ms,omitempty"`
 	// Accuracy: minimum expected accuracy of the exit served; in (0, 1].
 	Accuracy *float64 `msgpack:"accuracy,omitempty" json:"accuracy,omitempty"`
@@ -179,7 +180,20 @@ type Result struct {
 	AccuracyEst float64 `msgpack:"accuracy_est,omitempty" json:"accuracy_est,omitempty"`
 	// BoundMet tells whether the request's bound held; nil for errors.
 	BoundMet *bool `msgpack:"bound_met,omitempty" json:"bound_met,omitempty"`
+	// DeadlineFrom says what a latency bound's deadline counted from:
+	// DeadlineFromSentAt or DeadlineFromArrival; empty without one.
+	DeadlineFrom string `msgpack:"deadline_from,omitempty" json:"deadline_from,omitempty"`
 }
+
+// What a latency bound's deadline counts from (Result.DeadlineFrom).
+const (
+	// DeadlineFromSentAt: the request's sent_at, which the agent's clock
+	// found plausible; the deadline is what the tenant sees end to end.
+	DeadlineFromSentAt = "sent_at"
+	// DeadlineFromArrival: arrival at the agent (no sent_at, or one too far
+	// in the future or too old to trust).
+	DeadlineFromArrival = "arrival"
+)
 
 // NewErrorResult builds the status "error" result for a request that failed
 // (to decode, validate or run). req may be nil or partial (as returned with a

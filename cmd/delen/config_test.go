@@ -281,3 +281,15 @@ func TestUnknownKeyListsEachKeyOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestSentAtPlausibilityFromConfig(t *testing.T) {
+	path := writeConfig(t, "sent-at-future: 200ms\nsent-at-max-age: 5s\n")
+	for flag, want := range map[string]string{"sent-at-future": "200ms", "sent-at-max-age": "5s"} {
+		if v := value(t, flag, "serve", "--config", path); v != want {
+			t.Errorf("%s from the file: %s, want %s", flag, v, want)
+		}
+	}
+	if v := value(t, "sent-at-max-age", "serve", "--config", "../../delen.yaml"); v != "1m0s" {
+		t.Errorf("shipped config: sent-at-max-age %s, want 1m0s", v)
+	}
+}

@@ -44,10 +44,12 @@ type serveFlags struct {
 	histMax    int
 	maxPayload int
 	infeasible string
-	policy     string
-	provider   string
-	conditions string
-	meter      meterFlags
+	// sentAtFuture and sentAtMaxAge bound a plausible sent_at.
+	sentAtFuture, sentAtMaxAge time.Duration
+	policy                     string
+	provider                   string
+	conditions                 string
+	meter                      meterFlags
 
 	// Tenant isolation (--tenants) and the agent's broker account.
 	tenantsFile   string
@@ -91,6 +93,8 @@ files. A flag on the command line beats its variable, which beats the file.`,
 	fs.IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered overloaded")
 	fs.IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes; larger ones are answered too_large")
 	choiceVar(fs, &f.infeasible, "infeasible", schema.InfeasibleLate, "when not even exit 1 can meet a bound: late (serve exit 1) or shed", schema.InfeasibleLate, schema.InfeasibleShed)
+	fs.DurationVar(&f.sentAtFuture, "sent-at-future", agent.DefaultSentAtFuture, "a request's sent_at at most this far ahead of the agent's clock is plausible: its latency deadline counts from sent_at (else from arrival)")
+	fs.DurationVar(&f.sentAtMaxAge, "sent-at-max-age", agent.DefaultSentAtMaxAge, "a request's sent_at at most this old is plausible: its latency deadline counts from sent_at (else from arrival)")
 	choiceVar(fs, &f.provider, "provider", models.ProviderCPU, "ONNX Runtime execution provider (falls back to cpu with a log line when missing)", models.ProviderCPU, models.ProviderCUDA, models.ProviderTensorRT)
 	fs.StringVar(&f.policy, "policy", "", "default policy of tenants that set none (default bound)")
 	fs.StringVar(&f.conditions, "conditions", "", "JSON `file` of exit conditions (the reference's format) for tenants that set none")
@@ -221,7 +225,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
 		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax,
-		MaxPayload: f.maxPayload, Infeasible: f.infeasible, Logger: log,
+		MaxPayload: f.maxPayload, Infeasible: f.infeasible, SentAtFuture: f.sentAtFuture, SentAtMaxAge: f.sentAtMaxAge, Logger: log,
 	})
 	if err != nil {
 		return err
