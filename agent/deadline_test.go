@@ -15,15 +15,15 @@ import (
 // request's sent_at when the agent finds it plausible (at most 50 ms in
 // the future, at most 60 s old by default, both configurable), else from
 // arrival; the result says which. A sent_at a few seconds old is
-// plausible, so a 1 s deadline counted from it has passed on arrival: the
+// plausible, so a 5 s deadline counted from it has passed on arrival: the
 // request is served at exit 1, late. With a maximum age below those few
 // seconds the same request counts from arrival and is served in time.
 func TestDeadlineEndToEnd(t *testing.T) {
 	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), nil)
 	strict := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
-	startAgent(t, strict, t.TempDir(), func(c *agent.Config) { c.SentAtMaxAge = 2 * time.Second; c.SentAtFuture = time.Second })
-	second := schema.Bound{LatencyMS: f64(1000)}
+	startAgent(t, strict, t.TempDir(), func(c *agent.Config) { c.SentAtMaxAge = 6 * time.Second; c.SentAtFuture = time.Second })
+	second := schema.Bound{LatencyMS: f64(5000)}
 	cases := []struct {
 		name   string
 		url    string
@@ -39,8 +39,8 @@ func TestDeadlineEndToEnd(t *testing.T) {
 		{"in the future", url, 10 * time.Second, second, schema.DeadlineFromArrival, schema.StatusOK, 3},
 		{"slightly ahead (clock skew within 50 ms)", url, 20 * time.Millisecond, second, schema.DeadlineFromSentAt, schema.StatusOK, 3},
 		{"too old", url, -2 * time.Minute, second, schema.DeadlineFromArrival, schema.StatusOK, 3},
-		{"old but plausible: deadline passed before arrival", url, -5 * time.Second, second, schema.DeadlineFromSentAt, schema.StatusLate, 1},
-		{"older than the configured maximum age", strict, -5 * time.Second, second, schema.DeadlineFromArrival, schema.StatusOK, 3},
+		{"old but plausible: deadline passed before arrival", url, -8 * time.Second, second, schema.DeadlineFromSentAt, schema.StatusLate, 1},
+		{"older than the configured maximum age", strict, -8 * time.Second, second, schema.DeadlineFromArrival, schema.StatusOK, 3},
 		{"ahead within the configured tolerance", strict, 500 * time.Millisecond, second, schema.DeadlineFromSentAt, schema.StatusOK, 3},
 		{"no latency bound", url, -5 * time.Second, schema.Bound{Exit: intp(2)}, "", schema.StatusOK, 2},
 	}
