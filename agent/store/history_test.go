@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -112,5 +113,19 @@ func TestHistoryLimitGivesTheNewest(t *testing.T) {
 	all, err := st.History("a", time.Time{}, 0)
 	if err != nil || len(all) != 10 || all[0].ID != "a-00" || all[9].ID != "a-09" {
 		t.Fatalf("no limit: %d records, %v", len(all), err)
+	}
+}
+
+// A second process (here: a second Open) gets ErrInUse, which callers
+// turn into "stop the running agent first".
+func TestOpenInUse(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := store.Open(dir, store.Options{}); !errors.Is(err, store.ErrInUse) {
+		t.Fatalf("second Open: %v, want ErrInUse", err)
 	}
 }

@@ -24,6 +24,10 @@ import (
 // ErrNotFound is returned when a key has no value.
 var ErrNotFound = errors.New("not found")
 
+// ErrInUse is Open's error when another process has the store open:
+// Badger lets one process at a time open a store.
+var ErrInUse = errors.New("in use by another process (a running delen serve?)")
+
 // ErrNoSpace is returned by writes when the data folder's file system has
 // less free space than minFree: Badger writes its log through memory-mapped
 // files, and a write into a mapped page that the file system cannot back
@@ -88,6 +92,10 @@ func Open(dir string, opt Options) (*Store, error) {
 		bo = bo.WithValueThreshold(valueThreshold)
 	}
 	db, err := badger.Open(bo)
+	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		// Badger formats the lock error with %v: no error to match.
+		return nil, fmt.Errorf("open store %s: %w", dir, ErrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}

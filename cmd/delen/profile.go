@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -48,6 +49,19 @@ func newProfileCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The store first: a running agent holds it, and measuring
+			// for nothing would take a while.
+			if err := os.MkdirAll(g.data, 0o755); err != nil {
+				return err
+			}
+			s, err := store.Open(g.storeDir(), store.Options{Logger: g.log})
+			if errors.Is(err, store.ErrInUse) {
+				return fmt.Errorf("%w: stop the running agent first (the agent profiles a model without a stored profile at start, and refreshes its profiles from live runs)", err)
+			}
+			if err != nil {
+				return err
+			}
+			defer s.Close()
 			data, dataName := zoo.ValidationData(m.Manifest)
 			stderr := cmd.ErrOrStderr()
 			fmt.Fprintf(stderr, "profiling %s on %s (energy: %s; %d runs per stage", m.Manifest.ID(), profile.DeviceID(), meter.Name(), runs)
@@ -63,14 +77,6 @@ func newProfileCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(g.data, 0o755); err != nil {
-				return err
-			}
-			s, err := store.Open(g.storeDir(), store.Options{Logger: g.log})
-			if err != nil {
-				return err
-			}
-			defer s.Close()
 			if err := s.PutProfile(p); err != nil {
 				return err
 			}

@@ -131,6 +131,24 @@ func TestInspectWhileServing(t *testing.T) {
 	}
 }
 
+// `delen profile` while the agent holds the store says so at once, before
+// measuring anything.
+func TestProfileWhileServing(t *testing.T) {
+	a := startServe(t, "")
+	var out, errOut bytes.Buffer
+	root := newRoot()
+	root.SetArgs([]string{"profile", "mnist-ee", "--meter", "model", "--data", a.data})
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err := root.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "stop the running agent first") {
+		t.Fatalf("profile while serving: %v", err)
+	}
+	if strings.Contains(errOut.String(), "profiling") {
+		t.Errorf("measured before finding the store in use:\n%s", errOut.String())
+	}
+}
+
 // `delen history --limit 3` gives the newest three, through the agent and
 // from the store once it stopped.
 func TestHistoryLimitNewest(t *testing.T) {
