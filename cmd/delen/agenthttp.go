@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"syscall"
 	"time"
 
+	"github.com/delen-edge/delen/agent/store"
 	"github.com/spf13/pflag"
 )
 
@@ -70,4 +72,44 @@ func (a *agentHTTP) get(path string, q url.Values, v any) error {
 		return fmt.Errorf("agent at %s: %s: %w", a.addr, path, err)
 	}
 	return nil
+}
+
+// errNoStore is fromStoreOrAgent's error when there is neither a store in
+// the data folder nor an agent answering.
+var errNoStore = errors.New("no store")
+
+// fromStoreOrAgent reads what the agent holds: with read from the store in
+// g's data folder, or with ask through the running agent when the agent has
+// that store open (Badger lets one process at a time open it). When --data
+// was given, that folder decides: its store first, the agent only when the
+// store is in use. Without --data the running agent (whose data folder may
+// be another) is asked first, and the local store read when no agent
+// answers.
+func fromStoreOrAgent(g *globals, ask func() error, read func(*store.Store) error) error {
+	local := func() error {
+		if _, err := os.Stat(g.storeDir()); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w in %s", errNoStore, g.storeDir())
+		}
+		st, err := store.Open(g.storeDir(), store.Options{Logger: g.log})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return read(st)
+	}
+	if g.userSet("data") {
+		err := local()
+		if errors.Is(err, store.ErrInUse) {
+			return ask()
+		}
+		return err
+	}
+	err := ask()
+	if errors.Is(err, errNoAgent) {
+		if lerr := local(); lerr != nil {
+			return fmt.Errorf("%v, and %w", err, lerr)
+		}
+		return nil
+	}
+	return err
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/delen-edge/delen/agent/store"
@@ -18,30 +16,23 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "history [--tenant T] [--since D]",
-		Short: "served requests from the store (through the running agent's HTTP endpoint when it runs)",
+		Short: "served requests from the store (through the running agent's HTTP endpoint while it holds the store)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, err := parseSince(since, time.Now())
 			if err != nil {
 				return err
 			}
-			recs, err := historyFromAgent(&agent, tenant, from, limit)
-			if errors.Is(err, errNoAgent) || errors.Is(err, errNotFound) {
-				// No agent answering: read the store directly (Badger
-				// allows one process at a time).
-				if _, statErr := os.Stat(g.storeDir()); errors.Is(statErr, os.ErrNotExist) {
-					return fmt.Errorf("no agent at %s and no store in %s", agent.addr, g.storeDir())
-				}
-				st, openErr := store.Open(g.storeDir(), store.Options{Logger: g.log})
-				if openErr != nil {
-					return fmt.Errorf("history: %v; store: %w", err, openErr)
-				}
-				defer st.Close()
-				if recs, err = st.History(tenant, from, limit); err != nil {
-					return err
-				}
-			} else if err != nil {
+			var recs []store.Record
+			err = fromStoreOrAgent(g, func() (err error) {
+				recs, err = historyFromAgent(&agent, tenant, from, limit)
 				return err
+			}, func(st *store.Store) (err error) {
+				recs, err = st.History(tenant, from, limit)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("history: %w", err)
 			}
 			if recs == nil {
 				recs = []store.Record{}

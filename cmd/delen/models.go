@@ -174,30 +174,30 @@ func newInspectCmd(g *globals) *cobra.Command {
 	return c
 }
 
-// storedProfile reads m's profile for this device, if the store has one:
-// through the running agent's HTTP endpoint (which holds the store while it
-// runs), else from the store. A missing data folder means no profile, not
-// an error.
+// storedProfile reads m's profile for this device, if there is one: from
+// the store, or through the running agent's HTTP endpoint while the agent
+// holds the store (see fromStoreOrAgent). No store means no profile.
 func (g *globals) storedProfile(m *models.Manifest, agent *agentHTTP) (*profile.Profile, error) {
-	var p profile.Profile
-	err := agent.get("/profile", url.Values{"model": {m.Name}, "version": {m.Version}}, &p)
-	switch {
-	case err == nil:
-		return &p, nil
-	case errors.Is(err, errNotFound):
+	var p *profile.Profile
+	err := fromStoreOrAgent(g, func() error {
+		var got profile.Profile
+		err := agent.get("/profile", url.Values{"model": {m.Name}, "version": {m.Version}}, &got)
+		if errors.Is(err, errNotFound) {
+			return store.ErrNotFound
+		}
+		p = &got
+		return err
+	}, func(s *store.Store) (err error) {
+		p, err = s.Profile(m.Name, m.Version, profile.DeviceID())
+		return err
+	})
+	if errors.Is(err, errNoStore) {
 		return nil, store.ErrNotFound
-	case !errors.Is(err, errNoAgent):
-		return nil, err
 	}
-	if _, err := os.Stat(g.storeDir()); errors.Is(err, os.ErrNotExist) {
-		return nil, store.ErrNotFound
-	}
-	s, err := store.Open(g.storeDir(), store.Options{Logger: g.log})
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	return s.Profile(m.Name, m.Version, profile.DeviceID())
+	return p, nil
 }
 
 func newTrainCmd(g *globals) *cobra.Command {

@@ -131,6 +131,25 @@ func TestInspectWhileServing(t *testing.T) {
 	}
 }
 
+// An explicit --data decides which store is read, even while an agent with
+// another data folder answers on --http.
+func TestExplicitDataBeatsTheRunningAgent(t *testing.T) {
+	a := startServe(t, "") // profiled mnist-ee into its own store
+	other := t.TempDir()
+	var v inspected
+	if err := json.Unmarshal([]byte(run(t, "models", "inspect", "mnist-ee", "--json", "--data", other, "--http", a.http)), &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range v.Exits {
+		if e.LatencyMS != nil {
+			t.Fatalf("inspect --data %s showed the running agent's profile", other)
+		}
+	}
+	if _, err := runErr("history", "--json", "--data", other, "--http", a.http); err == nil || !strings.Contains(err.Error(), "no store") {
+		t.Errorf("history --data with no store there: %v, want no store", err)
+	}
+}
+
 // `delen profile` while the agent holds the store says so at once, before
 // measuring anything.
 func TestProfileWhileServing(t *testing.T) {
