@@ -178,7 +178,7 @@ func (e *Embedded) Start(ctx context.Context) error {
 	}
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       e.log,
+		Logger:       slog.New(connLogHandler{e.log.Handler()}),
 		// $SYS topics every 30 s instead of every second: cheaper on a Nano.
 		SysTopicResendInterval: 30,
 	})
