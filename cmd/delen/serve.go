@@ -51,6 +51,9 @@ type serveFlags struct {
 	conditions                 string
 	meter                      meterFlags
 
+	// pprofRemote allows --pprof on an --http beyond the loopback.
+	pprofRemote bool
+
 	// Tenant isolation (--tenants) and the agent's broker account.
 	tenantsFile   string
 	agentUser     string
@@ -82,7 +85,8 @@ files. A flag on the command line beats its variable, which beats the file.`,
 	fs.StringVar(&f.brokerURL, "broker", "", "external broker `url` (tcp://host:port, ssl://host:8883); default: an embedded broker on --listen")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:1883", "`address` of the embedded broker")
 	fs.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "`address` of /healthz, /readyz, /metrics, /history (empty: off)")
-	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler (heap, goroutines, CPU) under /debug/pprof/ on --http; for diagnosis: keep --http on a private address")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler (heap, goroutines, CPU) under /debug/pprof/ on --http; for diagnosis (refused on an --http beyond the loopback without --pprof-remote)")
+	fs.BoolVar(&f.pprofRemote, "pprof-remote", false, "allow --pprof on an --http address beyond the loopback")
 	fs.StringVar(&f.shareGroup, "share-group", "", "subscribe through $share/GROUP/... so several agents split the load")
 	fs.StringVar(&f.agentID, "agent-id", "", "agent id (MQTT client id, status topic); default delen-<hostname>")
 	fs.StringVar(&f.prefix, "prefix", "delen", "topic prefix")
@@ -168,6 +172,11 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.pprof {
+		if err := checkPprofAddr(f.httpAddr, f.pprofRemote); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(g.data, 0o755); err != nil {
 		return err
 	}
@@ -237,7 +246,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			return fmt.Errorf("http: %w", err)
 		}
 		httpAddr = ln.Addr().String()
-		srv := &http.Server{Handler: httpHandler(a, st, f.pprof), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: httpHandler(a, st, f.pprof, historyAccess{auth, agentUser}), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 		log.Info("http listening", "addr", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics /history /profile")
@@ -269,8 +278,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 }
 
 // httpHandler serves the agent's HTTP endpoints, and the profiler's with
-// withPprof.
-func httpHandler(a *agent.Agent, st *store.Store, withPprof bool) http.Handler {
+// withPprof; /history behind history's access check.
+func httpHandler(a *agent.Agent, st *store.Store, withPprof bool, history historyAccess) http.Handler {
 	mux := http.NewServeMux()
 	if withPprof {
 		addPprof(mux)
@@ -300,7 +309,7 @@ func httpHandler(a *agent.Agent, st *store.Store, withPprof bool) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(v)
 	})
-	mux.HandleFunc("GET /history", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /history", history.wrap(func(w http.ResponseWriter, r *http.Request) {
 		since, err := parseSince(r.URL.Query().Get("since"), time.Now())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -317,7 +326,7 @@ func httpHandler(a *agent.Agent, st *store.Store, withPprof bool) http.Handler {
 			recs = []store.Record{}
 		}
 		json.NewEncoder(w).Encode(recs)
-	})
+	}))
 	return mux
 }
 
