@@ -20,6 +20,7 @@ import (
 
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/internal/slogx"
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/energy"
 	"github.com/delen-edge/delen/models/profile"
@@ -75,10 +76,12 @@ type Config struct {
 	// off). Batches take only what is already waiting: batching never
 	// delays a request.
 	MaxBatch int
-	// Publishers publish results in parallel (default 16); each waits for
-	// the broker's acknowledgement of its result, so more of them keep one
-	// tenant's burst of results from holding up another tenant's.
-	Publishers int
+	// MaxInflight is the agent's intake window: how many requests it holds
+	// at once, taken from the broker and not yet answered (default 64 per
+	// worker, at least 128). Further deliveries wait undecoded and
+	// unacknowledged, and the broker holds the rest: the agent takes
+	// requests at the pace it serves them, and a backlog is served whole.
+	MaxInflight int
 	// MaxPayload is the largest request accepted, in bytes (default 4 MiB).
 	MaxPayload int
 	// MaxTenants bounds the tenants the agent keeps state and metrics for
@@ -86,9 +89,10 @@ type Config struct {
 	// tenant in a topic. Requests of further tenants are answered
 	// overloaded; their control messages are dropped with a log line.
 	MaxTenants int
-	// QueueLimit caps each tenant's requests admitted and not yet answered
-	// (waiting for a stage, running, or waiting to be published); more are
-	// answered overloaded (default 1024).
+	// QueueLimit, when set, caps each tenant's requests admitted and not
+	// yet answered (waiting for a stage, running, or waiting to be
+	// published); more are answered overloaded. The default, 0, sets no cap:
+	// requests wait for the agent at the broker instead (MaxInflight).
 	QueueLimit int
 	// FairnessWindow is how far (in weighted stage time) a tenant may run
 	// ahead of the least-served busy tenant before deadlines yield to
@@ -157,14 +161,11 @@ func (c *Config) defaults() error {
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 8
 	}
-	if c.Publishers <= 0 {
-		c.Publishers = 16
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = max(128, 64*c.Workers)
 	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 4 << 20
-	}
-	if c.QueueLimit <= 0 {
-		c.QueueLimit = 1024
 	}
 	if c.MaxTenants <= 0 {
 		c.MaxTenants = 1024
@@ -314,8 +315,8 @@ type Agent struct {
 	sched    *scheduler
 	client   *broker.Client
 	intake   *intakeQueue
-	out      *fairQueue[*job] // finished jobs waiting for a publisher
-	running  atomic.Int32     // stages running now (workers and inline)
+	results  *results
+	running  atomic.Int32 // stages running now (workers and inline)
 	hist     *historyWriter
 	metrics  *Metrics
 
@@ -330,20 +331,17 @@ type Agent struct {
 
 	// spilled holds the dedupe records the store refused.
 	spilled spillDedupe
-	// warnTenants rate-limits the log line of dropped control messages.
-	warnTenants rateLimit
-	// warnDedupe rate-limits the log line of failing dedupe writes.
-	warnDedupe rateLimit
 
 	// queueDelay is an exponentially weighted mean of how long a stage
 	// waits in the scheduler (float64 bits), for load-aware policies.
 	queueDelay atomic.Uint64
 
-	ready    atomic.Bool
-	readyCh  chan struct{}
-	runDone  chan struct{}
-	stopping atomic.Bool // intake closed: deliveries stay unacknowledged for the next session
-	started  time.Time
+	ready     atomic.Bool
+	readyCh   chan struct{}
+	connected chan struct{} // closed once client is set
+	runDone   chan struct{}
+	stopping  atomic.Bool // intake closed: deliveries stay unacknowledged for the next session
+	started   time.Time
 }
 
 // New loads the models (profiling those without a stored profile for this
@@ -352,19 +350,22 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
+	// Repeated warnings become one line per interval with a count.
+	cfg.Logger = slogx.Collapse(cfg.Logger, slogx.DefaultEvery)
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, topics: cfg.Topics,
-		models:   map[string]*servedModel{},
-		sched:    newScheduler(cfg.FairnessWindow),
-		intake:   newIntakeQueue(intakeRunners),
-		out:      newFairQueue[*job](),
-		tenants:  map[string]*tenant{},
-		labels:   map[string]struct{}{},
-		inflight: map[string]*job{},
-		metrics:  newMetrics(),
-		readyCh:  make(chan struct{}),
-		runDone:  make(chan struct{}),
+		models:    map[string]*servedModel{},
+		sched:     newScheduler(cfg.FairnessWindow),
+		intake:    newIntakeQueue(intakeRunners, cfg.MaxInflight),
+		tenants:   map[string]*tenant{},
+		labels:    map[string]struct{}{},
+		inflight:  map[string]*job{},
+		metrics:   newMetrics(),
+		readyCh:   make(chan struct{}),
+		connected: make(chan struct{}),
+		runDone:   make(chan struct{}),
 	}
+	a.results = newResults(a, cfg.Store)
 	if err := a.loadModels(ctx); err != nil {
 		a.closeModels()
 		return nil, err
@@ -400,23 +401,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		}))
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_intake_waiting",
 		Help: "Requests received and not yet decoded, all tenants."}, func() float64 { return float64(a.intake.len()) }))
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_inflight_requests",
+		Help: "Requests taken from the broker and not yet answered (at most the intake window, MaxInflight)."}, func() float64 { return float64(a.intake.inWindow()) }))
 	return a, nil
-}
-
-// rateLimit lets one event through a minute.
-type rateLimit struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (r *rateLimit) allow(now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Sub(r.last) < time.Minute {
-		return false
-	}
-	r.last = now
-	return true
 }
 
 // observeQueueDelay folds one stage's wait into the running mean.
@@ -637,6 +624,11 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 	}
 }
 
+// PeakInflight is the most requests the agent has held at once since it
+// was created (taken from the broker and not yet answered); it never
+// exceeds Config.MaxInflight.
+func (a *Agent) PeakInflight() int { return a.intake.peakWindow() }
+
 // ID is the agent's id.
 func (a *Agent) ID() string { return a.cfg.AgentID }
 
@@ -649,7 +641,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
 	statusTopic := a.topics.AgentStatus(a.cfg.AgentID)
 	offline, _ := statusPayload("offline", a, nil)
+	var workers sync.WaitGroup
+	for i := 0; i < a.cfg.Workers; i++ {
+		workers.Add(1)
+		go func() { defer workers.Done(); a.work() }()
+	}
+	histDone := make(chan struct{})
+	go func() { defer close(histDone); a.hist.run() }()
+	reqFilter := a.topics.RequestsFilter()
+	if a.cfg.ShareGroup != "" {
+		reqFilter = a.topics.SharedRequestsFilter(a.cfg.ShareGroup)
+	}
+	// The subscriptions' handlers are in place before the connection, so a
+	// backlog that the broker sends right after its CONNACK reaches intake
+	// (and waits there, in the window) instead of being dropped.
 	client, err := broker.Dial(ctx, broker.ClientConfig{
+		Subscriptions: []broker.Subscription{
+			{Filter: a.topics.ControlFilter(), QoS: 1, Handler: a.onControl},
+			{Filter: reqFilter, QoS: 1, Handler: a.onRequest},
+		},
 		URL: a.cfg.BrokerURL, ClientID: a.cfg.AgentID, Username: a.cfg.Username, Password: a.cfg.Password,
 		TLS: a.cfg.TLS, CleanSession: false, Logger: a.log,
 		Will: &broker.Will{Topic: statusTopic, Payload: offline, QoS: 1, Retained: true},
@@ -663,35 +673,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 	})
 	if err != nil {
+		a.stopping.Store(true)
+		a.sched.close()
+		workers.Wait()
+		a.hist.close()
+		<-histDone
 		return fmt.Errorf("agent: connect to %s: %w", a.cfg.BrokerURL, err)
 	}
 	a.client = client
+	close(a.connected)
 	a.metrics.brokerUp.Set(1)
-
-	var workers, publishers sync.WaitGroup
-	for i := 0; i < a.cfg.Workers; i++ {
-		workers.Add(1)
-		go func() { defer workers.Done(); a.work() }()
-	}
-	pubCtx, stopPub := context.WithCancel(context.Background())
-	defer stopPub()
-	for i := 0; i < a.cfg.Publishers; i++ {
-		publishers.Add(1)
-		go func() { defer publishers.Done(); a.publishLoop(pubCtx) }()
-	}
-	histDone := make(chan struct{})
-	go func() { defer close(histDone); a.hist.run() }()
-
-	if err := client.Subscribe(a.topics.ControlFilter(), 1, a.onControl); err != nil {
-		return fmt.Errorf("agent: subscribe control: %w", err)
-	}
-	reqFilter := a.topics.RequestsFilter()
-	if a.cfg.ShareGroup != "" {
-		reqFilter = a.topics.SharedRequestsFilter(a.cfg.ShareGroup)
-	}
-	if err := client.Subscribe(reqFilter, 1, a.onRequest); err != nil {
-		return fmt.Errorf("agent: subscribe requests: %w", err)
-	}
+	a.results.start(client)
 	a.publishStatus(ctx, "online")
 	a.ready.Store(true)
 	close(a.readyCh)
@@ -732,13 +724,17 @@ loop:
 	}
 	a.sched.close()
 	workers.Wait()
-	stopPub()
-	a.out.close()
-	publishers.Wait()
+	a.results.close()
+	select {
+	case <-a.results.stopped:
+	case <-time.After(a.cfg.DrainTimeout):
+		// PUBACKs that do not come: closing the client fails their tokens.
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	a.publishStatusCtx(shutdownCtx, "offline")
 	client.Close()
+	<-a.results.stopped
 	a.persistProfiles()
 	a.hist.close()
 	<-histDone

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -14,7 +13,8 @@ import (
 
 // onRequest receives a delivery on the MQTT client's delivery goroutine:
 // it queues the delivery under its tenant (intakeQueue) and, when a runner
-// slot is free, serves the intake queue itself until it is empty.
+// slot is free and the intake window has room, serves the intake queue
+// itself until it is empty or the window is full.
 func (a *Agent) onRequest(msg broker.Message) {
 	if a.stopping.Load() {
 		return // not acknowledged: the broker redelivers it to the next session
@@ -28,12 +28,19 @@ func (a *Agent) onRequest(msg broker.Message) {
 		msg.Ack()
 		return
 	}
-	if !a.intake.push(delivery{msg: msg, tenant: tenantName, arrival: arrival}) {
-		return // a runner will take it
+	if a.intake.push(delivery{msg: msg, tenant: tenantName, arrival: arrival}) {
+		a.runIntake()
 	}
+}
+
+// runIntake takes deliveries from the intake queue until it is empty or
+// the window is full; the caller holds a runner slot.
+func (a *Agent) runIntake() {
 	for d, ok := a.intake.next(); ok; d, ok = a.intake.next() {
 		if a.stopping.Load() {
-			continue // not acknowledged: redelivered to the next session
+			// Not acknowledged: redelivered to the next session.
+			a.release(1)
+			continue
 		}
 		a.handleRequest(d.msg, d.tenant, d.arrival)
 	}
@@ -41,7 +48,8 @@ func (a *Agent) onRequest(msg broker.Message) {
 
 // handleRequest is the intake proper: decode, validate, dedupe, admit. It
 // never blocks on inference (at most one stage runs inline, when a worker
-// slot is free).
+// slot is free) nor on the broker: answers go to the results path. The
+// delivery holds a place in the intake window until its answer is out.
 func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival time.Time) {
 	qos := msg.QoS()
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -69,14 +77,9 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		d, _ = a.spilled.get(key, arrival) // a record the store refused
 	}
 	if d != nil {
-		a.metrics.deduped.WithLabelValues(a.label(tenantName)).Inc()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := a.client.Publish(ctx, d.Topic, d.QoS, false, d.Payload); err != nil {
-			a.log.Warn("republish deduplicated result", "tenant", tenantName, "id", req.ID, "err", err)
-			return // not acknowledged: the broker redelivers
-		}
-		msg.Ack()
+		a.active.Add(1)
+		a.results.add(&answer{tenant: tenantName, topic: d.Topic, qos: d.QoS, payload: d.Payload,
+			msgs: []broker.Message{msg}, deduped: true})
 		return
 	}
 	a.inflightMu.Lock()
@@ -175,6 +178,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 	if other := a.inflight[key]; other != nil {
 		other.msgs = append(other.msgs, msg)
 		a.inflightMu.Unlock()
+		a.metrics.deduped.WithLabelValues(a.label(tenantName)).Inc()
 		return
 	}
 	a.inflight[key] = j
@@ -186,9 +190,11 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		// redelivers the request to the next session.
 		a.inflightMu.Lock()
 		delete(a.inflight, key)
+		n := len(j.msgs)
 		a.inflightMu.Unlock()
 		a.active.Done()
 		admitted = false
+		a.release(n)
 		return
 	}
 	a.metrics.queueDepth.WithLabelValues(t.label).Set(float64(a.sched.depth(tenantName)))
@@ -262,25 +268,4 @@ func (a *Agent) stageCost(sm *servedModel, i int) float64 {
 		return 1
 	}
 	return p.Stages[i].LatencyMS.P50
-}
-
-// answerError publishes an error result for a request that will not be
-// served and acknowledges it.
-func (a *Agent) answerError(tenantName string, req *schema.Request, enc schema.Encoding, qos byte, topic string, err error, msg broker.Message) {
-	res := schema.NewErrorResult(tenantName, req, err)
-	a.metrics.requests.WithLabelValues(a.label(tenantName), schema.StatusError, res.Error.Code).Inc()
-	payload, encErr := schema.EncodeResult(res, enc)
-	if encErr != nil {
-		a.log.Error("encode error result", "err", encErr)
-		msg.Ack()
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.client.Publish(ctx, topic, qos, false, payload); err != nil {
-		a.log.Warn("publish error result", "tenant", tenantName, "err", err)
-		return
-	}
-	msg.Ack()
-	a.log.Debug("request refused", "tenant", tenantName, "id", res.ID, "code", res.Error.Code, "err", fmt.Sprint(err))
 }

@@ -16,83 +16,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// publishLoop publishes finished jobs' results: stamp the latency, judge
-// the bound, record the result for dedupe, publish with the request's QoS,
-// and only then acknowledge the request to the broker.
-// Tenants take turns (fairQueue), so a flood's backlog of results does not
-// hold another tenant's.
-func (a *Agent) publishLoop(ctx context.Context) {
-	for j, ok := a.out.wait(); ok; j, ok = a.out.wait() {
-		a.publish(ctx, j)
-	}
-}
-
-func (a *Agent) publish(ctx context.Context, j *job) {
-	defer a.active.Done()
-	defer j.owner.unanswered.Add(-1)
-	defer j.model.release()
-	r := j.result
-	now := time.Now()
-	r.LatencyMS = ms(now.Sub(j.arrival))
-	if r.Status == schema.StatusOK {
-		// A latency bound is judged end to end, from the deadline's origin.
-		met := policies.BoundMet(j.bound, policies.Outcome{
-			Exit: r.Exit, LatencyMS: ms(now.Sub(j.origin)), EnergyMJ: r.EnergyMJ, Confidence: r.Confidence,
-			AccuracyEst: r.AccuracyEst, Last: r.Exit == r.Exits,
-		})
-		if j.late {
-			// The policy found the bound infeasible and the tenant chose to
-			// be served anyway: the bound is missed by definition.
-			met = false
-		}
-		r.BoundMet = &met
-		if !met {
-			r.Status = schema.StatusLate
-		}
-	}
-	payload, err := schema.EncodeResult(r, j.enc)
-	if err != nil {
-		a.log.Error("encode result", "tenant", j.tenant, "id", r.ID, "err", err)
-		payload, _ = schema.EncodeResult(schema.NewErrorResult(j.tenant, j.req, schema.Errorf(schema.CodeInternal, "result not encodable")), j.enc)
-	}
-	key := j.tenant + "/" + j.req.ID
-	// Dedupe first: if the agent dies after publishing, the redelivered
-	// request finds this record and gets the same bytes, not a second
-	// inference.
-	if r.Status != schema.StatusError {
-		d := store.Dedupe{Topic: j.topic, QoS: j.qos, Payload: payload}
-		if err := a.cfg.Store.PutDedupe(j.tenant, j.req.ID, d, a.cfg.DedupeTTL); err != nil {
-			// Kept in memory instead: redeliveries while the agent runs are
-			// still answered with these bytes; a crash now would forget them.
-			a.spilled.put(key, d, time.Now().Add(a.cfg.DedupeTTL))
-			a.metrics.storeErrors.Inc()
-			if a.warnDedupe.allow(time.Now()) {
-				a.log.Warn("dedupe records not written to the store, kept in memory until a restart; results are still published (at most one such line a minute)", "tenant", j.tenant, "id", r.ID, "err", err)
-			}
-		}
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = a.client.Publish(pctx, j.topic, j.qos, false, payload)
-	cancel()
-	a.inflightMu.Lock()
-	delete(a.inflight, key)
-	msgs := j.msgs
-	a.inflightMu.Unlock()
-	if err != nil {
-		// Not acknowledged: the broker redelivers and dedupe answers.
-		a.log.Warn("publish result", "tenant", j.tenant, "id", r.ID, "err", err)
-		a.metrics.dropped.WithLabelValues("publish_failed").Inc()
-		return
-	}
-	for _, m := range msgs {
-		m.Ack()
-	}
-	a.observe(j, r)
-	if r.Status != schema.StatusError {
-		a.hist.add(a.record(j, r))
-	}
-}
-
 // record is the history entry of a served job.
 func (a *Agent) record(j *job, r *schema.Result) store.Record {
 	sum := sha256.Sum256(j.req.Input.Data)
@@ -179,9 +102,7 @@ func (a *Agent) onControl(msg broker.Message) {
 		// No state is published: a retained message per made-up tenant
 		// name would grow the broker instead.
 		a.metrics.dropped.WithLabelValues("too_many_tenants").Inc()
-		if a.warnTenants.allow(time.Now()) {
-			a.log.Warn("control message of a new tenant dropped: the agent is at its tenant limit (at most one such line a minute)", "tenant", tenantName, "max_tenants", a.cfg.MaxTenants)
-		}
+		a.log.Warn("control message of a new tenant dropped: the agent is at its tenant limit", "tenant", tenantName, "max_tenants", a.cfg.MaxTenants)
 		return
 	}
 	c, enc, err := schema.DecodeControl(msg.Payload(), a.cfg.MaxPayload)
@@ -260,6 +181,13 @@ func (a *Agent) publishState(tenantName string, set schema.Settings, enc schema.
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Retained control messages come as soon as the connection is up,
+	// before Dial has returned the client.
+	select {
+	case <-a.connected:
+	case <-ctx.Done():
+		return
+	}
 	if err := a.client.Publish(ctx, a.topics.State(tenantName), 1, true, payload); err != nil {
 		a.log.Warn("publish state", "tenant", tenantName, "err", err)
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"sort"
 	"strconv"
 	"time"
@@ -15,7 +14,7 @@ import (
 const topK = 3
 
 // work runs stages until the scheduler closes; finished jobs go to the
-// publishers.
+// results path.
 func (a *Agent) work() {
 	for {
 		ts := a.sched.popBatch(a.cfg.MaxBatch)
@@ -28,17 +27,14 @@ func (a *Agent) work() {
 		a.running.Add(1)
 		done := a.step(ts)
 		a.running.Add(-1)
-		for _, j := range done {
-			a.out.push(j.tenant, j)
-		}
+		a.results.addJobs(done)
 	}
 }
 
 // runInline lets the intake goroutine that just queued a request run
-// stages itself when a compute slot is free, and publish what finishes,
-// instead of waking a worker and a publisher: on a lightly loaded agent a
-// request is then served without a goroutine hand-off. The scheduler still
-// decides which task runs.
+// stages itself when a compute slot is free, instead of waking a worker:
+// on a lightly loaded agent a request is then served without a goroutine
+// hand-off. The scheduler still decides which task runs.
 func (a *Agent) runInline() {
 	for {
 		r := a.running.Load()
@@ -55,9 +51,7 @@ func (a *Agent) runInline() {
 		done = a.step(ts)
 	}
 	a.running.Add(-1)
-	for _, j := range done {
-		a.publish(context.Background(), j)
-	}
+	a.results.addJobs(done)
 }
 
 // step gives each popped job one turn: ask its policy, run at most one

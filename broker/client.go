@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/delen-edge/delen/internal/slogx"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
@@ -91,6 +92,12 @@ type ClientConfig struct {
 	// established connection drops; the client then reconnects on its own.
 	OnConnectionLost func(error)
 
+	// Subscriptions are made with the first connection, and their handlers
+	// are in place before it: a persistent session's queued messages,
+	// which the broker sends right after its CONNACK, reach them instead of
+	// waiting (bounded) for a Subscribe call. Subscribe adds more later.
+	Subscriptions []Subscription
+
 	// connHook, set by tests only, sees every network connection opened.
 	connHook func(net.Conn)
 }
@@ -129,7 +136,11 @@ type Client struct {
 	mu      sync.Mutex
 	subs    map[string]*subscription
 	pending []paho.Message // received with no matching subscription yet
-	closed  bool
+	// dropped counts messages dropped for want of a subscription since
+	// droppedLog, when the last line about them was logged.
+	dropped    int
+	droppedLog time.Time
+	closed     bool
 	// up is true from the start of onConnect until the next reconnection
 	// attempt: while it is false, a new subscription is left to onConnect.
 	up bool
@@ -145,6 +156,14 @@ type subscription struct {
 	filter  string
 	qos     byte
 	handler func(Message)
+}
+
+// Subscription is a topic filter, its QoS and the handler of its messages,
+// as Subscribe takes them.
+type Subscription struct {
+	Filter  string
+	QoS     byte
+	Handler func(Message)
 }
 
 // Dial connects to the broker and returns when the connection is up (the
@@ -180,17 +199,27 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 			return nil, fmt.Errorf("broker: Dial: will: QoS %d", w.QoS)
 		}
 	}
+	subs := map[string]*subscription{}
+	for _, sub := range cfg.Subscriptions {
+		if err := ValidateFilter(sub.Filter); err != nil {
+			return nil, fmt.Errorf("broker: Dial: subscription: %w", err)
+		}
+		if sub.QoS > 2 || sub.Handler == nil {
+			return nil, fmt.Errorf("broker: Dial: subscription %s: QoS %d or no handler", sub.Filter, sub.QoS)
+		}
+		subs[sub.Filter] = &subscription{filter: sub.Filter, qos: sub.QoS, handler: sub.Handler}
+	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = DefaultKeepAlive
 	}
-	c := &Client{cfg: cfg, url: u.Redacted(), log: cfg.Logger, subs: map[string]*subscription{}, firstConnect: make(chan struct{})}
+	c := &Client{cfg: cfg, url: u.Redacted(), log: cfg.Logger, subs: subs, firstConnect: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
-	c.log = c.log.With("mqtt_client", cfg.ClientID)
+	c.log = slogx.Collapse(c.log, slogx.DefaultEvery).With("mqtt_client", cfg.ClientID)
 
 	opts := paho.NewClientOptions().
 		AddBroker(u.String()).
@@ -292,6 +321,53 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, retained b
 	case <-ctx.Done():
 		return fmt.Errorf("broker: publish to %s: %w", topic, ctx.Err())
 	}
+}
+
+// Pending is a publish under way (see PublishAsync).
+type Pending struct {
+	tok paho.Token
+	err error
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Done is closed when the publish is complete: written to the network for
+// QoS 0, PUBACK received for QoS 1, PUBCOMP for QoS 2, or failed.
+func (p *Pending) Done() <-chan struct{} {
+	if p.tok == nil {
+		return closedChan
+	}
+	return p.tok.Done()
+}
+
+// Err is the publish's error once Done is closed (nil: delivered to the
+// broker).
+func (p *Pending) Err() error {
+	if p.tok == nil {
+		return p.err
+	}
+	return p.tok.Error()
+}
+
+// PublishAsync hands a message to the connection and returns at once (or
+// once the connection's writer has taken it): no goroutine waits for the
+// broker's acknowledgement, which Done reports. While the client is
+// reconnecting a QoS 1/2 message waits for the new connection, as with
+// Publish.
+func (c *Client) PublishAsync(topic string, qos byte, retained bool, payload []byte) *Pending {
+	if err := ValidateTopic(topic); err != nil {
+		return &Pending{err: fmt.Errorf("broker: publish: %w", err)}
+	}
+	if qos > 2 {
+		return &Pending{err: fmt.Errorf("broker: publish to %s: QoS %d", topic, qos)}
+	}
+	if c.isClosed() {
+		return &Pending{err: ErrClosed}
+	}
+	if payload == nil {
+		payload = []byte{}
+	}
+	return &Pending{tok: c.pc.Publish(topic, qos, retained, payload)}
 }
 
 // Subscribe subscribes to a topic filter (wildcards and
@@ -520,7 +596,12 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 		case m.Qos() == 0:
 			c.log.Debug("QoS 0 message without subscription dropped", "topic", m.Topic())
 		case len(c.pending) >= maxPending:
-			c.log.Warn("message without subscription dropped unacknowledged; it is redelivered on the next session", "topic", m.Topic())
+			// At most one line a minute, with the count since the last.
+			c.dropped++
+			if now := time.Now(); now.Sub(c.droppedLog) >= time.Minute {
+				c.log.Warn("messages without subscription dropped unacknowledged; they are redelivered on the next session", "topic", m.Topic(), "count", c.dropped)
+				c.droppedLog, c.dropped = now, 0
+			}
 		default:
 			c.pending = append(c.pending, m)
 			c.log.Debug("message kept until a matching Subscribe", "topic", m.Topic())

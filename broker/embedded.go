@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/delen-edge/delen/internal/slogx"
 	badgerdb "github.com/dgraph-io/badger/v4"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -108,6 +109,9 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if e.log == nil {
 		e.log = slog.Default()
 	}
+	// mochi logs a warning per dropped message, for instance: one line per
+	// interval with a count instead.
+	e.log = slogx.Collapse(e.log, slogx.DefaultEvery)
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("broker: TLS needs both a certificate and a key file")
 	}

@@ -61,16 +61,77 @@ type Dedupe struct {
 
 // PutDedupe records the result sent for tenant's request id, kept for ttl.
 func (s *Store) PutDedupe(tenant, id string, d Dedupe, ttl time.Duration) error {
+	return s.PutDedupes([]DedupeEntry{{Tenant: tenant, ID: id, Dedupe: d}}, ttl)
+}
+
+// DedupeEntry is one request id's record for PutDedupes.
+type DedupeEntry struct {
+	Tenant, ID string
+	Dedupe     Dedupe
+}
+
+// PutDedupes records the results of many requests in one transaction: one
+// trip through Badger's writer for all of them (a group commit), each kept
+// for ttl. When it returns nil, every record is in the store.
+func (s *Store) PutDedupes(es []DedupeEntry, ttl time.Duration) error {
+	if len(es) == 0 {
+		return nil
+	}
 	if err := s.roomToWrite(); err != nil {
 		return err
 	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		return err
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	for i := range es {
+		e := &es[i]
+		entry := badger.NewEntry(DedupeKey(e.Tenant, e.ID), e.Dedupe.marshal()).WithTTL(ttl)
+		err := txn.SetEntry(entry)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			// More than one transaction holds: commit what it has.
+			if err = txn.Commit(); err != nil {
+				return err
+			}
+			txn = s.db.NewTransaction(true)
+			err = txn.SetEntry(entry)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return s.db.Update(func(txn *badger.Txn) error {
-		return txn.SetEntry(badger.NewEntry(DedupeKey(tenant, id), b).WithTTL(ttl))
-	})
+	return txn.Commit()
+}
+
+// dedupeBinary marks the binary encoding of a Dedupe; older records are
+// JSON (they begin with '{').
+const dedupeBinary = 1
+
+// marshal encodes d as dedupeBinary, QoS, topic length (uvarint), topic,
+// payload: no base64, no reflection on the hot path.
+func (d *Dedupe) marshal() []byte {
+	b := make([]byte, 0, 2+binary.MaxVarintLen64+len(d.Topic)+len(d.Payload))
+	b = append(b, dedupeBinary, d.QoS)
+	b = binary.AppendUvarint(b, uint64(len(d.Topic)))
+	b = append(b, d.Topic...)
+	return append(b, d.Payload...)
+}
+
+// unmarshalDedupe decodes either encoding of a record.
+func unmarshalDedupe(v []byte, d *Dedupe) error {
+	if len(v) > 0 && v[0] == '{' {
+		return json.Unmarshal(v, d)
+	}
+	if len(v) < 3 || v[0] != dedupeBinary {
+		return errors.New("dedupe record: unknown encoding")
+	}
+	n, k := binary.Uvarint(v[2:])
+	if k <= 0 || n > uint64(len(v)-2-k) {
+		return errors.New("dedupe record: truncated")
+	}
+	off := 2 + k
+	d.QoS = v[1]
+	d.Topic = string(v[off : off+int(n)])
+	d.Payload = append([]byte(nil), v[off+int(n):]...)
+	return nil
 }
 
 // GetDedupe returns the result already sent for tenant's request id, or
@@ -85,7 +146,7 @@ func (s *Store) GetDedupe(tenant, id string) (*Dedupe, error) {
 		if err != nil {
 			return err
 		}
-		return it.Value(func(v []byte) error { return json.Unmarshal(v, &d) })
+		return it.Value(func(v []byte) error { return unmarshalDedupe(v, &d) })
 	})
 	if err != nil {
 		return nil, err

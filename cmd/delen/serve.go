@@ -92,7 +92,7 @@ files. A flag on the command line beats its variable, which beats the file.`,
 	fs.StringVar(&f.prefix, "prefix", "delen", "topic prefix")
 	fs.StringVar(&f.model, "model", "mnist-ee", "default model")
 	fs.IntVar(&f.workers, "workers", 0, "stage workers (default: one per CPU)")
-	fs.IntVar(&f.queueLimit, "queue-limit", 1024, "requests per tenant admitted and not yet answered before the next is answered overloaded")
+	fs.IntVar(&f.queueLimit, "queue-limit", 0, "requests per tenant admitted and not yet answered before the next is answered overloaded (0: no cap; requests wait at the broker)")
 	fs.IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted once a minute; -1: keep all for 7 days)")
 	fs.IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered overloaded")
 	fs.IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes; larger ones are answered too_large")

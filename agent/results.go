@@ -1,0 +1,308 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/delen-edge/delen/agent/store"
+	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/policies"
+	"github.com/delen-edge/delen/schema"
+)
+
+// answer is one result on its way out: served jobs, error results and
+// the stored answers to repeated ids all take this path.
+type answer struct {
+	tenant  string
+	topic   string
+	qos     byte
+	payload []byte // encoded result; for a job, encoded by the committer
+	// job is the served (or failed) request, nil for an error answered at
+	// intake and for a duplicate answered from its dedupe record.
+	job *job
+	// msgs are the deliveries acknowledged once the result's PUBACK has
+	// come; for a job they are taken from it when its group commits.
+	msgs []broker.Message
+	// code is an error answer's code, for the metrics.
+	code string
+	// deduped marks the answer to a repeated id.
+	deduped bool
+
+	pending *broker.Pending
+}
+
+// publisher publishes asynchronously: the broker client in production, a
+// fake in unit tests of the results path.
+type publisher interface {
+	PublishAsync(topic string, qos byte, retained bool, payload []byte) *broker.Pending
+}
+
+// dedupeStore is where the results path group-commits dedupe records.
+type dedupeStore interface {
+	PutDedupes(es []store.DedupeEntry, ttl time.Duration) error
+}
+
+// results is the last step of the request path, after nats-server's
+// pattern of many messages, one write: a committer takes everything that
+// gathered while it was busy, stamps and encodes the jobs' results, commits
+// the group's dedupe records in one Badger transaction, then hands every
+// result to the MQTT client without waiting (paho tokens); an acker waits
+// for the PUBACKs in the order the results were published and only then
+// acknowledges the requests, records metrics and history, and gives the
+// requests' places in the intake window back. No goroutine waits per
+// result.
+type results struct {
+	a     *Agent
+	store dedupeStore
+	pub   publisher
+
+	mu      sync.Mutex
+	queue   []*answer
+	wake    chan struct{} // a token when queue went from empty to not
+	closed  bool
+	acks    chan []*answer // published groups, in order, for the acker
+	stopped chan struct{}  // closed when the acker has finished
+}
+
+// maxGroup bounds one group: Badger commits up to a few thousand entries
+// in a transaction, and a smaller group starts publishing sooner.
+const maxGroup = 256
+
+func newResults(a *Agent, st dedupeStore) *results {
+	return &results{a: a, store: st, wake: make(chan struct{}, 1), acks: make(chan []*answer, 64), stopped: make(chan struct{})}
+}
+
+// add queues answers for the committer; it never blocks.
+func (r *results) add(as ...*answer) {
+	r.mu.Lock()
+	r.queue = append(r.queue, as...)
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// addJobs queues finished jobs.
+func (r *results) addJobs(js []*job) {
+	if len(js) == 0 {
+		return
+	}
+	as := make([]*answer, len(js))
+	for i, j := range js {
+		as[i] = &answer{tenant: j.tenant, topic: j.topic, qos: j.qos, job: j}
+	}
+	r.add(as...)
+}
+
+// start runs the committer and the acker with pub as the publisher.
+func (r *results) start(pub publisher) {
+	r.pub = pub
+	go r.commitLoop()
+	go r.ackLoop()
+}
+
+// close lets the committer finish what is queued, then stops both loops;
+// wait for them with <-r.stopped.
+func (r *results) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the next group; false once closed and empty.
+func (r *results) take(buf []*answer) ([]*answer, bool) {
+	for {
+		r.mu.Lock()
+		if len(r.queue) > 0 {
+			n := min(len(r.queue), maxGroup)
+			buf = append(buf[:0], r.queue[:n]...)
+			clear(r.queue[:n])
+			r.queue = r.queue[n:]
+			if len(r.queue) == 0 {
+				r.queue = nil // let the backing array go
+			}
+			r.mu.Unlock()
+			return buf, true
+		}
+		closed := r.closed
+		r.mu.Unlock()
+		if closed {
+			return nil, false
+		}
+		<-r.wake
+	}
+}
+
+func (r *results) commitLoop() {
+	defer close(r.acks)
+	var buf []*answer
+	for {
+		group, ok := r.take(buf)
+		if !ok {
+			return
+		}
+		r.commit(group)
+		// The acker owns this slice now.
+		r.acks <- append([]*answer(nil), group...)
+		buf = group
+	}
+}
+
+// commit encodes the group's results, writes their dedupe records in one
+// transaction, and publishes them without waiting.
+func (r *results) commit(group []*answer) {
+	a := r.a
+	var recs []store.DedupeEntry
+	for _, an := range group {
+		if an.job != nil {
+			a.encodeJob(an)
+			if an.code == "" { // served: a redelivery gets these bytes
+				recs = append(recs, store.DedupeEntry{Tenant: an.tenant, ID: an.job.req.ID,
+					Dedupe: store.Dedupe{Topic: an.topic, QoS: an.qos, Payload: an.payload}})
+			}
+		}
+	}
+	// Dedupe first: if the agent dies after publishing, the redelivered
+	// request finds its record and gets the same bytes, not a second
+	// inference.
+	if err := r.store.PutDedupes(recs, a.cfg.DedupeTTL); err != nil {
+		// Kept in memory instead: redeliveries while the agent runs are
+		// still answered with these bytes; a crash now would forget them.
+		exp := time.Now().Add(a.cfg.DedupeTTL)
+		for _, e := range recs {
+			a.spilled.put(e.Tenant+"/"+e.ID, e.Dedupe, exp)
+		}
+		a.metrics.storeErrors.Inc()
+		a.log.Warn("dedupe records not written to the store, kept in memory until a restart; results are still published",
+			"records", len(recs), "err", err)
+	}
+	// The job's deliveries are final now: a repeat that comes from here on
+	// finds the dedupe record.
+	a.inflightMu.Lock()
+	for _, an := range group {
+		if j := an.job; j != nil {
+			delete(a.inflight, j.tenant+"/"+j.req.ID)
+			an.msgs, j.msgs = j.msgs, nil
+		}
+	}
+	a.inflightMu.Unlock()
+	for _, an := range group {
+		an.pending = r.pub.PublishAsync(an.topic, an.qos, false, an.payload)
+	}
+}
+
+// ackLoop waits for each result's PUBACK, in publish order, then
+// acknowledges its requests.
+func (r *results) ackLoop() {
+	defer close(r.stopped)
+	for group := range r.acks {
+		for _, an := range group {
+			<-an.pending.Done()
+			r.a.answered(an, an.pending.Err())
+		}
+	}
+}
+
+// encodeJob stamps a finished job's latency, judges its bound and encodes
+// its result into an.payload.
+func (a *Agent) encodeJob(an *answer) {
+	j := an.job
+	r := j.result
+	now := time.Now()
+	r.LatencyMS = ms(now.Sub(j.arrival))
+	if r.Status == schema.StatusOK {
+		// A latency bound is judged end to end, from the deadline's origin.
+		met := policies.BoundMet(j.bound, policies.Outcome{
+			Exit: r.Exit, LatencyMS: ms(now.Sub(j.origin)), EnergyMJ: r.EnergyMJ, Confidence: r.Confidence,
+			AccuracyEst: r.AccuracyEst, Last: r.Exit == r.Exits,
+		})
+		if j.late {
+			// The policy found the bound infeasible and the tenant chose to
+			// be served anyway: the bound is missed by definition.
+			met = false
+		}
+		r.BoundMet = &met
+		if !met {
+			r.Status = schema.StatusLate
+		}
+	}
+	payload, err := schema.EncodeResult(r, j.enc)
+	if err != nil {
+		a.log.Error("encode result", "tenant", j.tenant, "id", r.ID, "err", err)
+		r = schema.NewErrorResult(j.tenant, j.req, schema.Errorf(schema.CodeInternal, "result not encodable"))
+		j.result = r
+		payload, _ = schema.EncodeResult(r, j.enc)
+	}
+	if r.Error != nil && r.Status == schema.StatusError {
+		an.code = r.Error.Code
+	}
+	an.payload = payload
+}
+
+// answered finishes an answer once its publish is done: acknowledge the
+// deliveries (or, when the publish failed, leave them to the broker to
+// redeliver, and dedupe to answer), account, and let more requests in.
+func (a *Agent) answered(an *answer, err error) {
+	if err != nil {
+		a.metrics.dropped.WithLabelValues("publish_failed").Inc()
+		a.log.Warn("result not published; the request stays unacknowledged and is redelivered",
+			"tenant", an.tenant, "err", err)
+	} else {
+		for _, m := range an.msgs {
+			m.Ack()
+		}
+	}
+	if j := an.job; j != nil {
+		j.model.release()
+		j.owner.unanswered.Add(-1)
+		if err == nil {
+			a.observe(j, j.result)
+			if j.result.Status != schema.StatusError {
+				a.hist.add(a.record(j, j.result))
+			}
+		}
+	} else if err == nil {
+		lbl := a.label(an.tenant)
+		switch {
+		case an.deduped:
+			a.metrics.deduped.WithLabelValues(lbl).Inc()
+		default:
+			a.metrics.requests.WithLabelValues(lbl, schema.StatusError, an.code).Inc()
+		}
+	}
+	a.active.Done()
+	a.release(len(an.msgs))
+}
+
+// release gives n deliveries' places in the intake window back, starting
+// a runner for the deliveries waiting when there are any.
+func (a *Agent) release(n int) {
+	if a.intake.done(n) {
+		go a.runIntake()
+	}
+}
+
+// answerError queues an error result for a request that will not be
+// served.
+func (a *Agent) answerError(tenantName string, req *schema.Request, enc schema.Encoding, qos byte, topic string, err error, msg broker.Message) {
+	res := schema.NewErrorResult(tenantName, req, err)
+	payload, encErr := schema.EncodeResult(res, enc)
+	if encErr != nil {
+		a.log.Error("encode error result", "err", encErr)
+		msg.Ack()
+		a.release(1)
+		return
+	}
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		a.log.Debug("request refused", "tenant", tenantName, "id", res.ID, "code", res.Error.Code, "err", err)
+	}
+	a.active.Add(1)
+	a.results.add(&answer{tenant: tenantName, topic: topic, qos: qos, payload: payload, msgs: []broker.Message{msg}, code: res.Error.Code})
+}
