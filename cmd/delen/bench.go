@@ -3,6 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/delen-edge/delen/agent/agentbench"
 	"github.com/delen-edge/delen/broker"
@@ -14,7 +19,8 @@ import (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "bench", Short: "performance figures, each as a ratio of two sides measured in one run"}
-	c.AddCommand(newBenchExecutorCmd(g), newBenchOverheadCmd(g), newBenchThroughputCmd(g))
+	c.AddCommand(newBenchExecutorCmd(g), newBenchOverheadCmd(g), newBenchThroughputCmd(g), newBenchCPUCmd(g),
+		newBenchResponderCmd(g), newBenchBrokerCmd(g))
 	return c
 }
 
@@ -172,5 +178,124 @@ func newBenchThroughputCmd(g *globals) *cobra.Command {
 	c.Flags().IntVar(&n, "n", 20000, "requests per run")
 	c.Flags().IntVar(&workers, "workers", 0, "workers for the agent and the bare loop (default: one per CPU)")
 	c.Flags().IntVar(&batch, "batch", 8, "max batch of the batched run")
+	return c
+}
+
+func newBenchCPUCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	var url, agentBin string
+	var rate float64
+	var dur, warm time.Duration
+	c := &cobra.Command{
+		Use:   "cpu",
+		Short: "the agent's CPU per request at a fixed rate vs a bare paho responder's, each beside its broker's",
+		Long: `cpu starts the agent (delen serve) as a process of its own, sends it mnist-ee
+requests at --rate from this process (QoS 1, open loop) and reads the agent's
+user + system CPU time from /proc over --duration; then the same for a bare
+paho responder (subscribe to the requests, publish each payload back). With
+--broker (Mosquitto: set_tcp_nodelay true) both use that broker and its
+process's CPU is read too; without, the agent serves its embedded broker in
+its one process, and the responder gets a process running the embedded
+broker alone. The machine's other load counts on both sides alike: compare
+ratios of one run.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			command := func(bin string) func(args ...string) *exec.Cmd {
+				return func(args ...string) *exec.Cmd {
+					c := exec.CommandContext(cmd.Context(), bin, args...)
+					c.Env = os.Environ()
+					return c
+				}
+			}
+			o := agentbench.CPUOptions{BrokerURL: url, Rate: rate, Duration: dur, Warmup: warm,
+				Command: command(self), Logger: g.quietLogger()}
+			if agentBin != "" {
+				o.AgentCommand = command(agentBin)
+			}
+			prog := newProgress(cmd.ErrOrStderr())
+			o.Progress = prog.show
+			r, err := agentbench.CPU(cmd.Context(), o)
+			prog.clear()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			row := func(s *agentbench.CPUSide) []string {
+				return []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered),
+					fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest)}
+			}
+			rows := [][]string{row(&r.Agent)}
+			if r.AgentBroker != nil {
+				rows = append(rows, row(r.AgentBroker))
+			}
+			rows = append(rows, row(&r.Responder))
+			if r.ResponderBroker != nil {
+				rows = append(rows, row(r.ResponderBroker))
+			}
+			if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "ANSWERED", "CPU_S", "US_PER_REQ"}, rows); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "broker %s, %.0f req/s for %.0f s: agent ÷ responder %.2f; with their brokers %.2f\n",
+				r.Broker, r.Rate, r.Seconds, r.Ratio, r.RatioWithBrokers)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringVar(&url, "broker", "", "external broker `url` (default: the agent's embedded broker)")
+	c.Flags().Float64Var(&rate, "rate", 3000, "requests per second")
+	c.Flags().DurationVar(&dur, "duration", 10*time.Second, "measured time per side")
+	c.Flags().DurationVar(&warm, "warmup", 3*time.Second, "time at the rate before measuring")
+	c.Flags().StringVar(&agentBin, "agent-bin", "", "another delen `binary` for the agent's side (to compare builds in one run)")
+	return c
+}
+
+// newBenchResponderCmd is the bare responder of bench cpu, a process of
+// its own.
+func newBenchResponderCmd(g *globals) *cobra.Command {
+	var url, prefix string
+	c := &cobra.Command{
+		Use: "responder", Hidden: true, Args: cobra.NoArgs,
+		Short: "bench cpu's bare paho responder: publish each request's payload back",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			return agentbench.Respond(ctx, url, prefix, func() { fmt.Fprintln(cmd.OutOrStdout(), "ready") })
+		},
+	}
+	c.Flags().StringVar(&url, "broker", "", "broker `url`")
+	c.Flags().StringVar(&prefix, "prefix", "delen", "topic prefix")
+	return c
+}
+
+// newBenchBrokerCmd runs the embedded broker alone, for bench cpu's
+// responder.
+func newBenchBrokerCmd(g *globals) *cobra.Command {
+	var listen string
+	c := &cobra.Command{
+		Use: "broker", Hidden: true, Args: cobra.NoArgs,
+		Short: "bench cpu's embedded broker, alone in a process",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: listen, Logger: g.quietLogger()})
+			if err != nil {
+				return err
+			}
+			if err := emb.Start(ctx); err != nil {
+				return err
+			}
+			defer emb.Close()
+			fmt.Fprintln(cmd.OutOrStdout(), "ready")
+			<-ctx.Done()
+			return nil
+		},
+	}
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "`address`")
 	return c
 }

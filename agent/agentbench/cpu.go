@@ -1,0 +1,572 @@
+package agentbench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/models/mnist"
+	"github.com/delen-edge/delen/schema"
+)
+
+// CPUOptions configure CPU. Command is required.
+type CPUOptions struct {
+	// BrokerURL is an external broker (Mosquitto: give it set_tcp_nodelay
+	// true); "" measures the embedded broker: the agent then runs `serve`
+	// with its own broker, and the responder a broker process of its own.
+	BrokerURL string
+	// Rate is the request rate, per second (default 3000).
+	Rate float64
+	// Duration is the measured time (default 10 s), after Warmup (default
+	// 3 s) at the same rate.
+	Duration, Warmup time.Duration
+	// Command makes a command running this program with args (a
+	// subcommand: serve, bench responder, bench broker).
+	Command func(args ...string) *exec.Cmd
+	// AgentCommand, when set, starts the agent's side instead of Command
+	// (to compare two builds of the agent in one run).
+	AgentCommand func(args ...string) *exec.Cmd
+	Progress     func(string)
+	Logger       *slog.Logger
+}
+
+// CPUSide is one process's CPU over the measured interval.
+type CPUSide struct {
+	Name string `json:"name"`
+	PID  int    `json:"pid"`
+	// Answered is how many answers the load generator received in the
+	// interval; Sent how many requests it sent.
+	Sent     int `json:"sent"`
+	Answered int `json:"answered"`
+	// CPUSeconds is user + system time (from /proc/PID/stat).
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// MicrosPerRequest is CPUSeconds per answered request, in µs.
+	MicrosPerRequest float64 `json:"us_per_request"`
+}
+
+// CPUResult is the agent's CPU per request against a bare paho responder's
+// on the same broker, each with the broker's own CPU per request beside it.
+type CPUResult struct {
+	Broker  string  `json:"broker"`
+	Rate    float64 `json:"rate"`
+	Seconds float64 `json:"seconds"`
+	Model   string  `json:"model"`
+	// Agent is `delen serve` (with the embedded broker in its process when
+	// Broker is "embedded"); AgentBroker the external broker meanwhile.
+	Agent       CPUSide  `json:"agent"`
+	AgentBroker *CPUSide `json:"agent_broker,omitempty"`
+	// Responder subscribes to the requests and publishes each payload
+	// back; ResponderBroker is its broker (the external one, or a process
+	// running the embedded broker alone).
+	Responder       CPUSide  `json:"responder"`
+	ResponderBroker *CPUSide `json:"responder_broker,omitempty"`
+	// Ratio is agent ÷ responder, µs per request; RatioWithBrokers is
+	// (agent + its broker) ÷ (responder + its broker), each side counting
+	// every process that serves it.
+	Ratio            float64 `json:"ratio"`
+	RatioWithBrokers float64 `json:"ratio_with_brokers"`
+}
+
+// CPU measures the agent's and a bare responder's CPU per request at a
+// fixed rate of mnist-ee requests (to its last exit), one side after the
+// other, each process measured from /proc while an open-loop generator in
+// this process sends the requests and counts the answers.
+func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
+	if o.Command == nil {
+		return nil, errors.New("agentbench: CPU needs a Command")
+	}
+	if o.AgentCommand == nil {
+		o.AgentCommand = o.Command
+	}
+	if o.Rate <= 0 {
+		o.Rate = 3000
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 3 * time.Second
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	payloads, err := mnistPayloads(2000)
+	if err != nil {
+		return nil, err
+	}
+	res := &CPUResult{Broker: "embedded", Rate: o.Rate, Seconds: o.Duration.Seconds(), Model: "mnist-ee"}
+	var extPID int
+	if o.BrokerURL != "" {
+		res.Broker = o.BrokerURL
+		if extPID, err = listenerPID(o.BrokerURL); err != nil {
+			return nil, fmt.Errorf("the broker's process: %w", err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "delen-bench-cpu-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	// The agent's side.
+	prefix := fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9)
+	agentURL := o.BrokerURL
+	args := []string{"serve", "--data", filepath.Join(dir, "agent"), "--http", "", "--prefix", prefix, "--agent-id", prefix + "-agent"}
+	if agentURL == "" {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		agentURL = "tcp://" + addr
+		args = append(args, "--listen", addr)
+	} else {
+		args = append(args, "--broker", agentURL)
+	}
+	progress("agent: starting (it profiles mnist-ee on first start)")
+	agentProc, err := startProc(o.AgentCommand(args...), "")
+	if err != nil {
+		return nil, fmt.Errorf("start the agent: %w", err)
+	}
+	side, brokerSide, err := measure(ctx, o, agentURL, prefix, payloads, agentProc.pid, extPID, true, progress, "agent")
+	agentProc.stop()
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	side.Name = "agent"
+	res.Agent, res.AgentBroker = side, brokerSide
+	if o.BrokerURL != "" {
+		forgetSession(ctx, o.BrokerURL, prefix+"-agent")
+	}
+
+	// The responder's side, with a broker process of its own when the
+	// agent's was embedded.
+	prefix += "r"
+	respURL, respBrokerPID := o.BrokerURL, extPID
+	if respURL == "" {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		bp, err := startProc(o.Command("bench", "broker", "--listen", addr), "ready")
+		if err != nil {
+			return nil, fmt.Errorf("start the responder's broker: %w", err)
+		}
+		defer bp.stop()
+		respURL, respBrokerPID = "tcp://"+addr, bp.pid
+	}
+	rp, err := startProc(o.Command("bench", "responder", "--broker", respURL, "--prefix", prefix), "ready")
+	if err != nil {
+		return nil, fmt.Errorf("start the responder: %w", err)
+	}
+	side, brokerSide, err = measure(ctx, o, respURL, prefix, payloads, rp.pid, respBrokerPID, false, progress, "responder")
+	rp.stop()
+	if err != nil {
+		return nil, fmt.Errorf("responder: %w", err)
+	}
+	side.Name = "paho responder"
+	res.Responder, res.ResponderBroker = side, brokerSide
+	if res.ResponderBroker != nil && o.BrokerURL == "" {
+		res.ResponderBroker.Name = "embedded broker alone"
+	}
+	res.Ratio = res.Agent.MicrosPerRequest / res.Responder.MicrosPerRequest
+	withA, withR := res.Agent.MicrosPerRequest, res.Responder.MicrosPerRequest
+	if res.AgentBroker != nil {
+		withA += res.AgentBroker.MicrosPerRequest
+	}
+	if res.ResponderBroker != nil {
+		withR += res.ResponderBroker.MicrosPerRequest
+	}
+	res.RatioWithBrokers = withA / withR
+	return res, nil
+}
+
+// measure waits for the side to be ready, sends at o.Rate for o.Warmup,
+// then measures the processes' CPU over o.Duration.
+func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][]byte, pid, brokerPID int, isAgent bool,
+	progress func(string), name string) (CPUSide, *CPUSide, error) {
+	topics := schema.Topics{Prefix: prefix}
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	c, err := broker.Dial(dctx, broker.ClientConfig{URL: url, ClientID: prefix + "-load", CleanSession: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return CPUSide{}, nil, err
+	}
+	defer c.Close()
+	var answered atomic.Int64
+	if err := c.Subscribe(topics.Results("bench"), 1, func(m broker.Message) { m.Ack(); answered.Add(1) }); err != nil {
+		return CPUSide{}, nil, err
+	}
+	if isAgent {
+		online := make(chan struct{})
+		var once sync.Once
+		if err := c.Subscribe(topics.AgentStatus(prefix+"-agent"), 1, func(m broker.Message) {
+			m.Ack()
+			if strings.Contains(string(m.Payload()), `"online"`) {
+				once.Do(func() { close(online) })
+			}
+		}); err != nil {
+			return CPUSide{}, nil, err
+		}
+		select {
+		case <-online:
+		case <-dctx.Done():
+			return CPUSide{}, nil, errors.New("the agent did not come online within 3 minutes")
+		}
+	}
+	// Each request id once: the agent would answer a repeat from dedupe.
+	var seq atomic.Int64
+	next := func() []byte {
+		n := seq.Add(1)
+		p := payloads[n%int64(len(payloads))]
+		return reID(p, n)
+	}
+	gen := &generator{c: c, topic: topics.Requests("bench"), rate: o.Rate, next: next}
+	genCtx, stopGen := context.WithCancel(ctx)
+	genDone := make(chan error, 1)
+	go func() { genDone <- gen.run(genCtx) }()
+	defer func() { stopGen(); <-genDone }()
+
+	progress(name + ": warming up")
+	select {
+	case <-time.After(o.Warmup):
+	case err := <-genDone:
+		return CPUSide{}, nil, err
+	case <-ctx.Done():
+		return CPUSide{}, nil, ctx.Err()
+	}
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return CPUSide{}, nil, err
+	}
+	var bcpu0 float64
+	if brokerPID > 0 {
+		if bcpu0, err = procCPU(brokerPID); err != nil {
+			return CPUSide{}, nil, err
+		}
+	}
+	a0, s0 := answered.Load(), gen.sent.Load()
+	progress(fmt.Sprintf("%s: measuring for %s at %.0f/s", name, o.Duration, o.Rate))
+	select {
+	case <-time.After(o.Duration):
+	case err := <-genDone:
+		return CPUSide{}, nil, err
+	case <-ctx.Done():
+		return CPUSide{}, nil, ctx.Err()
+	}
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		return CPUSide{}, nil, err
+	}
+	a1, s1 := answered.Load(), gen.sent.Load()
+	side := CPUSide{PID: pid, Sent: int(s1 - s0), Answered: int(a1 - a0), CPUSeconds: cpu1 - cpu0}
+	if side.Answered > 0 {
+		side.MicrosPerRequest = side.CPUSeconds / float64(side.Answered) * 1e6
+	}
+	var bs *CPUSide
+	if brokerPID > 0 {
+		bcpu1, err := procCPU(brokerPID)
+		if err != nil {
+			return CPUSide{}, nil, err
+		}
+		bs = &CPUSide{Name: "broker", PID: brokerPID, Sent: side.Sent, Answered: side.Answered, CPUSeconds: bcpu1 - bcpu0}
+		if side.Answered > 0 {
+			bs.MicrosPerRequest = bs.CPUSeconds / float64(side.Answered) * 1e6
+		}
+	}
+	return side, bs, nil
+}
+
+// generator publishes at a fixed rate (open loop), QoS 1, without waiting
+// for each PUBACK.
+type generator struct {
+	c     *broker.Client
+	topic string
+	rate  float64
+	next  func() []byte
+	sent  atomic.Int64
+}
+
+func (g *generator) run(ctx context.Context) error {
+	pend := make(chan *broker.Pending, 1<<16)
+	errc := make(chan error, 1)
+	go func() {
+		for p := range pend {
+			<-p.Done()
+			if err := p.Err(); err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		}
+	}()
+	defer close(pend)
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return fmt.Errorf("publish: %w", err)
+		case <-tick.C:
+		}
+		due := int64(time.Since(start).Seconds() * g.rate)
+		for g.sent.Load() < due {
+			pend <- g.c.PublishAsync(g.topic, 1, false, g.next())
+			g.sent.Add(1)
+		}
+	}
+}
+
+// mnistPayloads are requests for n MNIST test images, no bound (the last
+// exit), id "x" replaced per send by reID.
+func mnistPayloads(n int) ([][]byte, error) {
+	set, err := mnist.Test()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, n)
+	for i := range out {
+		b, err := schema.EncodeRequest(&schema.Request{ID: idMark, Input: schema.NewUint8Tensor([]int{1, 28, 28}, set.Images[i%set.Len()])}, schema.MsgPack)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// idMark is a fixed-length id that reID overwrites in the encoded request.
+const idMark = "id-000000000000"
+
+// reID returns p with its id replaced by n, zero-padded to idMark's length.
+func reID(p []byte, n int64) []byte {
+	i := strings.Index(string(p), idMark)
+	out := append([]byte(nil), p...)
+	id := fmt.Sprintf("id-%012d", n)
+	copy(out[i:], id)
+	return out
+}
+
+// proc is a child process.
+type proc struct {
+	cmd *exec.Cmd
+	pid int
+}
+
+// startProc starts cmd; with ready set, it waits until the process prints
+// that line on its standard output.
+func startProc(cmd *exec.Cmd, ready string) (*proc, error) {
+	cmd.Stderr = os.Stderr
+	var out *bufio.Scanner
+	if ready != "" {
+		r, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		out = bufio.NewScanner(r)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid}
+	if out != nil {
+		got := make(chan bool, 1)
+		go func() {
+			ok := false
+			for out.Scan() {
+				if strings.TrimSpace(out.Text()) == ready {
+					ok = true
+					break
+				}
+			}
+			got <- ok
+			for out.Scan() {
+			}
+		}()
+		select {
+		case ok := <-got:
+			if !ok {
+				p.stop()
+				return nil, fmt.Errorf("%s exited before it was ready", cmd.Path)
+			}
+		case <-time.After(time.Minute):
+			p.stop()
+			return nil, fmt.Errorf("%s not ready within a minute", cmd.Path)
+		}
+	}
+	return p, nil
+}
+
+// stop ends the process: SIGTERM, then SIGKILL after 15 s.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// procCPU is a process's user + system CPU time in seconds.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	// After the command: state(3) … utime(14) stime(15), 1-based overall.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return (ut + st) / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, 100 on Linux's x86 and arm64.
+const clockTicks = 100
+
+// listenerPID finds the process listening on the broker URL's TCP port on
+// this machine, from /proc/net/tcp{,6} and the processes' socket
+// descriptors.
+func listenerPID(raw string) (int, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "tcp://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return 0, err
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return 0, fmt.Errorf("broker URL %s: no port", raw)
+	}
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			local := fs[1]
+			j := strings.LastIndexByte(local, ':')
+			if p, err := strconv.ParseInt(local[j+1:], 16, 32); err == nil && int(p) == port {
+				inodes["socket:["+fs[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0, fmt.Errorf("nothing listens on port %d here", port)
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[l] {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("the process listening on port %d is not visible", port)
+}
+
+// forgetSession removes a persistent session the benchmark left at an
+// external broker (a clean-session connection with its client id).
+func forgetSession(ctx context.Context, url, id string) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if c, err := broker.Dial(cctx, broker.ClientConfig{URL: url, ClientID: id, CleanSession: true, Logger: slog.New(slog.DiscardHandler)}); err == nil {
+		c.Close()
+	}
+}
+
+// freeAddr is a free loopback TCP address.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Respond is the bare paho responder: it subscribes to every tenant's
+// requests under prefix and publishes each payload back, QoS 1, on the
+// tenant's results topic, acknowledging the request after the PUBACK (as
+// the agent does); ready is called once it is subscribed. It runs until
+// ctx ends.
+func Respond(ctx context.Context, url, prefix string, ready func()) error {
+	topics := schema.Topics{Prefix: prefix}
+	c, err := broker.Dial(ctx, broker.ClientConfig{URL: url, ClientID: prefix + "-responder", CleanSession: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	type inflight struct {
+		m broker.Message
+		p *broker.Pending
+	}
+	acks := make(chan inflight, 1<<16)
+	go func() {
+		for f := range acks {
+			<-f.p.Done()
+			if f.p.Err() == nil {
+				f.m.Ack()
+			}
+		}
+	}()
+	var mu sync.Mutex // keeps publish order = ack order
+	err = c.Subscribe(topics.RequestsFilter(), 1, func(m broker.Message) {
+		tenant, _, err := topics.Parse(m.Topic())
+		if err != nil {
+			m.Ack()
+			return
+		}
+		mu.Lock()
+		acks <- inflight{m, c.PublishAsync(topics.Results(tenant), 1, false, m.Payload())}
+		mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
+	ready()
+	<-ctx.Done()
+	return nil
+}
