@@ -77,8 +77,8 @@ type Config struct {
 	// delays a request.
 	MaxBatch int
 	// MaxInflight is the agent's intake window: how many requests it holds
-	// at once, taken from the broker and not yet answered (default 64 per
-	// worker, at least 128). Further deliveries wait undecoded and
+	// at once, taken from the broker and not yet answered (default 1024).
+	// Further deliveries wait undecoded and
 	// unacknowledged, and the broker holds the rest: the agent takes
 	// requests at the pace it serves them, and a backlog is served whole.
 	MaxInflight int
@@ -162,7 +162,7 @@ func (c *Config) defaults() error {
 		c.MaxBatch = 8
 	}
 	if c.MaxInflight <= 0 {
-		c.MaxInflight = max(128, 64*c.Workers)
+		c.MaxInflight = 1024
 	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 4 << 20

@@ -9,6 +9,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -249,9 +250,14 @@ func (b badgerLogger) Errorf(f string, a ...any) {
 func (b badgerLogger) Warningf(f string, a ...any) {
 	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
 }
-func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
-}
-func (b badgerLogger) Debugf(f string, a ...any) {
-	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+func (b badgerLogger) Infof(f string, a ...any) { b.debug(f, a) }
+
+// Debugf: Badger logs a debug line per write batch; it is formatted only
+// when debug logging is on.
+func (b badgerLogger) Debugf(f string, a ...any) { b.debug(f, a) }
+
+func (b badgerLogger) debug(f string, a []any) {
+	if b.l.Enabled(context.Background(), slog.LevelDebug) {
+		b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+	}
 }
