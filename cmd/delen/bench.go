@@ -251,7 +251,7 @@ ratios of one run.`,
 	c.Flags().Float64Var(&rate, "rate", 3000, "requests per second")
 	c.Flags().DurationVar(&dur, "duration", 10*time.Second, "measured time per side")
 	c.Flags().DurationVar(&warm, "warmup", 3*time.Second, "time at the rate before measuring")
-	c.Flags().StringVar(&agentBin, "agent-bin", "", "another delen `binary` for the agent's side (to compare builds in one run)")
+	c.Flags().StringVar(&agentBin, "agent-bin", "", "another delen `file` (binary) for the agent's side (to compare builds in one run)")
 	return c
 }
 
