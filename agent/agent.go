@@ -59,8 +59,14 @@ type Config struct {
 	Meter energy.Meter
 	// TenantDefaults are settings for tenants that have none stored yet
 	// (a configuration file's tenant-defaults); a tenant's control
-	// messages replace them, and stored settings win over them.
+	// messages replace them, and stored settings win over them. Their
+	// QueueLimit, Weight and RateLimit, when set (> 0), are also the
+	// tenant's ceilings: its control messages may lower them, never raise
+	// them (see Ceilings). A Weight of 0 means the default weight 1.
 	TenantDefaults map[string]schema.Settings
+	// MaxWeight is the highest scheduling weight a tenant may give itself
+	// when its TenantDefaults set none (default 10).
+	MaxWeight float64
 	// DefaultPolicy serves tenants that name none (default "bound").
 	DefaultPolicy string
 	// DefaultConditions are the exit conditions of tenants that set none
@@ -167,6 +173,12 @@ func (c *Config) defaults() error {
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 4 << 20
 	}
+	if c.MaxWeight <= 0 {
+		c.MaxWeight = 10
+	}
+	if c.MaxWeight > schema.MaxWeight {
+		return fmt.Errorf("agent: MaxWeight %g: at most %d", c.MaxWeight, schema.MaxWeight)
+	}
 	if c.MaxTenants <= 0 {
 		c.MaxTenants = 1024
 	}
@@ -258,9 +270,77 @@ func (sm *servedModel) retire() {
 	}
 }
 
+// Ceilings are the limits the operator set for one tenant (flags,
+// configuration, tenant defaults): the tenant's control messages may lower
+// its settings below them, never raise them above.
+type Ceilings struct {
+	// QueueLimit is the most requests admitted and not yet answered; 0:
+	// no cap.
+	QueueLimit int
+	// Weight is the highest scheduling weight.
+	Weight float64
+	// RateLimit is the most requests per second; 0: none set.
+	RateLimit float64
+}
+
+// ceilings returns tenant name's ceilings: its TenantDefaults' queue
+// limit, weight and rate limit where set, else the agent's QueueLimit (0:
+// no cap) and MaxWeight (and no rate limit).
+func (c *Config) ceilings(name string) Ceilings {
+	l := Ceilings{QueueLimit: c.QueueLimit, Weight: c.MaxWeight}
+	if d, ok := c.TenantDefaults[name]; ok {
+		if d.QueueLimit > 0 {
+			l.QueueLimit = d.QueueLimit
+		}
+		if d.Weight > 0 {
+			l.Weight = d.Weight
+		}
+		l.RateLimit = d.RateLimit
+	}
+	return l
+}
+
+// check refuses a control message that would raise a setting above its
+// ceiling, naming the ceiling.
+func (l Ceilings) check(tenant string, c *schema.Control) error {
+	switch {
+	case c.QueueLimit != nil && l.QueueLimit > 0 && *c.QueueLimit > l.QueueLimit:
+		return schema.Errorf(schema.CodeBadRequest, "queue_limit: at most %d for tenant %s (the operator's limit), got %d", l.QueueLimit, tenant, *c.QueueLimit)
+	case c.Weight != nil && *c.Weight > l.Weight:
+		return schema.Errorf(schema.CodeBadRequest, "weight: at most %g for tenant %s (the operator's limit), got %g", l.Weight, tenant, *c.Weight)
+	case c.RateLimit != nil && l.RateLimit > 0 && (*c.RateLimit <= 0 || *c.RateLimit > l.RateLimit):
+		return schema.Errorf(schema.CodeBadRequest, "rate_limit: at most %g requests/s for tenant %s (the operator's limit), got %g", l.RateLimit, tenant, *c.RateLimit)
+	}
+	return nil
+}
+
+// queueLimit is the queue limit that applies (0: no cap): the tenant's
+// own when it is lower than the ceiling.
+func (l Ceilings) queueLimit(s schema.Settings) int {
+	if s.QueueLimit > 0 && (l.QueueLimit <= 0 || s.QueueLimit < l.QueueLimit) {
+		return s.QueueLimit
+	}
+	return l.QueueLimit
+}
+
+// weight is the scheduling weight that applies (settings stored before
+// the ceiling was lowered are held to it).
+func (l Ceilings) weight(s schema.Settings) float64 {
+	return min(weightOf(s), l.Weight)
+}
+
+// rateLimit is the rate limit that applies (0: none).
+func (l Ceilings) rateLimit(s schema.Settings) float64 {
+	if l.RateLimit > 0 && (s.RateLimit <= 0 || s.RateLimit > l.RateLimit) {
+		return l.RateLimit
+	}
+	return s.RateLimit
+}
+
 // tenant is one tenant's settings, policy instances and rate limiter.
 type tenant struct {
 	label    string // its tenant label in metrics, fixed at creation (see Agent.label)
+	ceil     Ceilings
 	mu       sync.Mutex
 	settings schema.Settings
 	policies map[string]policies.Policy
@@ -287,7 +367,7 @@ func (t *tenant) reserve(limit int) bool {
 func (t *tenant) admit(now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rate := t.settings.RateLimit
+	rate := t.ceil.rateLimit(t.settings)
 	if rate <= 0 {
 		return true
 	}
@@ -385,8 +465,12 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		}
 	}
 	for name, set := range stored {
-		a.tenants[name] = &tenant{settings: set, policies: map[string]policies.Policy{}, label: a.label(name)}
-		a.sched.setWeight(name, weightOf(set))
+		if set.Weight <= 0 {
+			set.Weight = 1
+		}
+		t := &tenant{settings: set, policies: map[string]policies.Policy{}, label: a.label(name), ceil: cfg.ceilings(name)}
+		a.tenants[name] = t
+		a.sched.setWeight(name, t.ceil.weight(set))
 	}
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, cfg.HistoryMaxRecords, a.log, a.metrics)
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_bytes",
@@ -752,7 +836,7 @@ func (a *Agent) tenantFor(name string) *tenant {
 		if len(a.tenants) >= a.cfg.MaxTenants {
 			return nil
 		}
-		t = &tenant{settings: schema.Settings{Weight: 1}, policies: map[string]policies.Policy{}, label: a.label(name)}
+		t = &tenant{settings: schema.Settings{Weight: 1}, policies: map[string]policies.Policy{}, label: a.label(name), ceil: a.cfg.ceilings(name)}
 		a.tenants[name] = t
 	}
 	return t

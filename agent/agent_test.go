@@ -790,6 +790,51 @@ func TestTenantAdmissionLimits(t *testing.T) {
 	}
 }
 
+// TestControlCannotRaiseOperatorLimits: what the operator set (the agent's
+// queue limit and weight ceiling, a tenant's queue_limit, weight and
+// rate_limit in its defaults) are ceilings: a control message may lower
+// them, and one above them is refused on state with the ceiling named, the
+// settings kept.
+func TestControlCannotRaiseOperatorLimits(t *testing.T) {
+	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	startAgent(t, url, t.TempDir(), func(c *agent.Config) {
+		c.QueueLimit, c.MaxWeight = 64, 4
+		c.TenantDefaults = map[string]schema.Settings{"cam2": {QueueLimit: 8, Weight: 2, RateLimit: 50}}
+	})
+	cam1, cam2 := newTenant(t, url, "cam1"), newTenant(t, url, "cam2")
+	cases := []struct {
+		name    string
+		tc      *tenantClient
+		control schema.Control
+		refused string // "" when applied
+	}{
+		{"queue limit above the agent's", cam1, schema.Control{QueueLimit: intp(100_000_000)}, "queue_limit: at most 64"},
+		{"weight above the agent's ceiling", cam1, schema.Control{Weight: f64(1000)}, "weight: at most 4"},
+		{"queue limit lowered", cam1, schema.Control{QueueLimit: intp(10)}, ""},
+		{"weight at the ceiling", cam1, schema.Control{Weight: f64(4)}, ""},
+		{"queue limit above the tenant's", cam2, schema.Control{QueueLimit: intp(64)}, "queue_limit: at most 8"},
+		{"weight above the tenant's", cam2, schema.Control{Weight: f64(3)}, "weight: at most 2"},
+		{"rate limit above the tenant's", cam2, schema.Control{RateLimit: f64(51)}, "rate_limit: at most 50"},
+		{"rate limit removed", cam2, schema.Control{RateLimit: f64(0)}, "rate_limit: at most 50"},
+		{"all lowered", cam2, schema.Control{QueueLimit: intp(4), Weight: f64(0.5), RateLimit: f64(10)}, ""},
+	}
+	for _, c := range cases {
+		before := *c.tc.control(&schema.Control{}) // the settings in force
+		set, refused := c.tc.controlState(&c.control)
+		switch {
+		case c.refused == "" && refused != nil:
+			t.Errorf("%s: refused: %+v", c.name, refused)
+		case c.refused != "" && (refused == nil || refused.Code != schema.CodeBadRequest || !strings.Contains(refused.Message, c.refused)):
+			t.Errorf("%s: refused %+v, want bad_request %q", c.name, refused, c.refused)
+		case c.refused != "" && (set.QueueLimit != before.QueueLimit || set.Weight != before.Weight || set.RateLimit != before.RateLimit):
+			t.Errorf("%s: refused, yet settings changed from %+v to %+v", c.name, before, *set)
+		}
+	}
+	if set := cam2.control(&schema.Control{}); set.QueueLimit != 4 || set.Weight != 0.5 || set.RateLimit != 10 {
+		t.Errorf("cam2 after lowering: %+v", set)
+	}
+}
+
 // TestTenantLimit: beyond MaxTenants, a new tenant's requests are answered
 // overloaded and counted under one metrics label, and its control messages
 // are dropped; the tenants within the limit are served as before.

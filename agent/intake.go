@@ -100,13 +100,10 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 	}
 	set := t.get()
 	if !t.admit(arrival) {
-		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "tenant %s is over its rate limit of %g requests/s", tenantName, set.RateLimit), msg)
+		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "tenant %s is over its rate limit of %g requests/s", tenantName, t.ceil.rateLimit(set)), msg)
 		return
 	}
-	limit := a.cfg.QueueLimit
-	if set.QueueLimit > 0 {
-		limit = set.QueueLimit
-	}
+	limit := t.ceil.queueLimit(set)
 	if !t.reserve(limit) {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "tenant %s has %d requests waiting", tenantName, limit), msg)
 		return

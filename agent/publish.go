@@ -109,6 +109,9 @@ func (a *Agent) onControl(msg broker.Message) {
 	if err == nil {
 		err = c.Validate()
 	}
+	if err == nil {
+		err = t.ceil.check(tenantName, c)
+	}
 	if err == nil && (c.Policy != nil || c.Params != nil) {
 		// Check the policy the tenant would have, with the parameters it
 		// would have.
@@ -144,7 +147,7 @@ func (a *Agent) onControl(msg broker.Message) {
 		t.policies = map[string]policies.Policy{}
 	}
 	t.mu.Unlock()
-	a.sched.setWeight(tenantName, weightOf(set))
+	a.sched.setWeight(tenantName, t.ceil.weight(set))
 	if err := a.cfg.Store.PutTenant(tenantName, set); err != nil {
 		a.metrics.storeErrors.Inc()
 		a.log.Warn("tenant settings not persisted", "tenant", tenantName, "err", err)

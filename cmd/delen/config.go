@@ -266,7 +266,7 @@ func (c *fileConfig) readTenants(v any) error {
 		if err != nil {
 			return fmt.Errorf("config %s: %s.%s: %w", c.path, tenantDefaultsKey, name, err)
 		}
-		c.tenants[name] = schema.Settings{Weight: 1}.Apply(ctl)
+		c.tenants[name] = schema.Settings{}.Apply(ctl) // weight 0: not set (the default 1, no ceiling of its own)
 	}
 	return nil
 }

@@ -53,6 +53,8 @@ type serveFlags struct {
 
 	// pprofRemote allows --pprof on an --http beyond the loopback.
 	pprofRemote bool
+	// maxWeight is the highest weight a tenant may give itself.
+	maxWeight float64
 
 	// Tenant isolation (--tenants) and the agent's broker account.
 	tenantsFile   string
@@ -92,7 +94,8 @@ files. A flag on the command line beats its variable, which beats the file.`,
 	fs.StringVar(&f.prefix, "prefix", "delen", "topic prefix")
 	fs.StringVar(&f.model, "model", "mnist-ee", "default model")
 	fs.IntVar(&f.workers, "workers", 0, "stage workers (default: one per CPU)")
-	fs.IntVar(&f.queueLimit, "queue-limit", 0, "requests per tenant admitted and not yet answered before the next is answered overloaded (0: no cap; requests wait at the broker)")
+	fs.IntVar(&f.queueLimit, "queue-limit", 0, "requests per tenant admitted and not yet answered before the next is answered overloaded (0: no cap; requests wait at the broker; a tenant's control may lower it, not raise it)")
+	fs.Float64Var(&f.maxWeight, "max-weight", 10, "highest scheduling weight a tenant's control may set (a tenant's weight in tenant-defaults is its own ceiling)")
 	fs.IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted once a minute; -1: keep all for 7 days)")
 	fs.IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered overloaded")
 	fs.IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes; larger ones are answered too_large")
@@ -233,7 +236,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
-		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax,
+		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxWeight: f.maxWeight, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax,
 		MaxPayload: f.maxPayload, Infeasible: f.infeasible, SentAtFuture: f.sentAtFuture, SentAtMaxAge: f.sentAtMaxAge, Logger: log,
 	})
 	if err != nil {
