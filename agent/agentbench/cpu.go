@@ -56,6 +56,12 @@ type CPUSide struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// MicrosPerRequest is CPUSeconds per answered request, in µs.
 	MicrosPerRequest float64 `json:"us_per_request"`
+	// AnonMiB and FileMiB are the process's resident memory at the end of
+	// the interval, anonymous (heap, stacks, ONNX Runtime's buffers) and
+	// file-backed (mapped files: Badger's tables and value log, the
+	// binary and libraries), from /proc/PID/status.
+	AnonMiB float64 `json:"rss_anon_mib"`
+	FileMiB float64 `json:"rss_file_mib"`
 }
 
 // CPUResult is the agent's CPU per request against a bare paho responder's
@@ -274,6 +280,7 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 	}
 	a1, s1 := answered.Load(), gen.sent.Load()
 	side := CPUSide{PID: pid, Sent: int(s1 - s0), Answered: int(a1 - a0), CPUSeconds: cpu1 - cpu0}
+	side.AnonMiB, side.FileMiB = procRSS(pid)
 	if side.Answered > 0 {
 		side.MicrosPerRequest = side.CPUSeconds / float64(side.Answered) * 1e6
 	}
@@ -284,6 +291,7 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 			return CPUSide{}, nil, err
 		}
 		bs = &CPUSide{Name: "broker", PID: brokerPID, Sent: side.Sent, Answered: side.Answered, CPUSeconds: bcpu1 - bcpu0}
+		bs.AnonMiB, bs.FileMiB = procRSS(brokerPID)
 		if side.Answered > 0 {
 			bs.MicrosPerRequest = bs.CPUSeconds / float64(side.Answered) * 1e6
 		}
@@ -450,6 +458,32 @@ func procCPU(pid int) (float64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	return (ut + st) / clockTicks, nil
+}
+
+// procRSS is a process's anonymous and file-backed resident memory in
+// MiB (0, 0 when /proc does not say).
+func procRSS(pid int) (anon, file float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "RssAnon:":
+			anon = kb / 1024
+		case "RssFile:":
+			file = kb / 1024
+		}
+	}
+	return anon, file
 }
 
 // clockTicks is USER_HZ, 100 on Linux's x86 and arm64.

@@ -228,7 +228,7 @@ ratios of one run.`,
 			}
 			row := func(s *agentbench.CPUSide) []string {
 				return []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered),
-					fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest)}
+					fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest), fmt.Sprintf("%.0f", s.AnonMiB), fmt.Sprintf("%.0f", s.FileMiB)}
 			}
 			rows := [][]string{row(&r.Agent)}
 			if r.AgentBroker != nil {
@@ -238,7 +238,7 @@ ratios of one run.`,
 			if r.ResponderBroker != nil {
 				rows = append(rows, row(r.ResponderBroker))
 			}
-			if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "ANSWERED", "CPU_S", "US_PER_REQ"}, rows); err != nil {
+			if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "ANSWERED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "broker %s, %.0f req/s for %.0f s: agent ÷ responder %.2f; with their brokers %.2f\n",

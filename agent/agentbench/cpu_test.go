@@ -1,0 +1,69 @@
+package agentbench
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"testing"
+
+	"github.com/delen-edge/delen/schema"
+)
+
+func TestProcReaders(t *testing.T) {
+	// Burn a little CPU so the reading is not zero.
+	x := 0
+	for i := 0; i < 50_000_000; i++ {
+		x += i % 7
+	}
+	_ = x
+	cpu, err := procCPU(os.Getpid())
+	if err != nil || cpu <= 0 {
+		t.Fatalf("procCPU of this process: %v, %v", cpu, err)
+	}
+	if anon, file := procRSS(os.Getpid()); anon <= 0 || file <= 0 {
+		t.Fatalf("procRSS of this process: anon %v MiB, file %v MiB", anon, file)
+	}
+	if _, err := procCPU(1 << 30); err == nil {
+		t.Fatal("procCPU of a process that does not exist: no error")
+	}
+}
+
+func TestListenerPID(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, tc := range []struct {
+		url     string
+		wantPID int
+	}{
+		{"tcp://" + l.Addr().String(), os.Getpid()},
+		{l.Addr().String(), os.Getpid()},
+	} {
+		pid, err := listenerPID(tc.url)
+		if err != nil || pid != tc.wantPID {
+			t.Errorf("listenerPID(%s) = %d, %v; want %d", tc.url, pid, err, tc.wantPID)
+		}
+	}
+	free, _ := freeAddr()
+	if _, err := listenerPID("tcp://" + free); err == nil {
+		t.Errorf("listenerPID of a port nothing listens on: no error")
+	}
+}
+
+func TestReIDGivesEachRequestItsID(t *testing.T) {
+	ps, err := mnistPayloads(2)
+	if err != nil {
+		t.Skipf("MNIST: %v", err)
+	}
+	for _, n := range []int64{1, 42, 999_999_999_999} {
+		req, _, err := schema.DecodeRequest(reID(ps[0], n), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("id-%012d", n); req.ID != want {
+			t.Fatalf("id %q, want %q", req.ID, want)
+		}
+	}
+}
