@@ -245,7 +245,7 @@ const lockWait = 3 * time.Second
 // a moment: Badger flocks its folder, and a child process forked at that
 // instant by any goroutine holds a copy of the descriptor until it execs.
 // So a lock conflict is retried briefly before it is reported.
-func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) (*badgerhook.Hook, error) {
+func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) (persistHook, error) {
 	deadline := time.Now().Add(lockWait)
 	for {
 		// Modest Badger sizes: the broker's state is small, the edge box's
@@ -255,19 +255,19 @@ func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) (*badgerhoo
 			WithNumMemtables(2).
 			WithBlockCacheSize(16 << 20).
 			WithValueLogFileSize(64 << 20)
-		bh := new(badgerhook.Hook)
+		bh := persistHook{new(badgerhook.Hook)}
 		err := srv.AddHook(bh, &badgerhook.Options{Path: e.cfg.DataDir, Options: &opts})
 		if err == nil {
 			return bh, nil
 		}
 		if !strings.Contains(err.Error(), "Cannot acquire directory lock") || time.Now().After(deadline) {
-			return nil, err
+			return persistHook{}, err
 		}
 		t := time.NewTimer(20 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return persistHook{}, ctx.Err()
 		case <-t.C:
 		}
 	}
