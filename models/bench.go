@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 	"time"
+
+	"github.com/delen-edge/delen/models/profile"
 )
 
 // ExecutorBench compares running every stage in sequence with running the
@@ -104,21 +105,9 @@ func BenchExecutor(ctx context.Context, m *Model, opt BenchOptions) (*ExecutorBe
 		}
 	}
 	b := &ExecutorBench{Model: m.Manifest.ID(), Exits: m.Exits(), Batch: opt.Batch, Reps: opt.Reps,
-		StagedMS: median(ts), MonoMS: median(tm), PairedRatio: median(ratios)}
+		StagedMS: profile.Median(ts), MonoMS: profile.Median(tm), PairedRatio: profile.Median(ratios)}
 	b.Ratio = b.StagedMS / b.MonoMS
 	return b, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}

@@ -4,13 +4,14 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/delen-edge/delen/models/profile"
 )
 
 // Report is the outcome of Run: what was run, where, and what every tenant
@@ -390,19 +391,8 @@ func stats(v []float64) Stats {
 	for _, x := range v {
 		sum += x
 	}
-	return Stats{Count: len(v), Mean: sum / float64(len(v)), P50: quantile(v, 0.50), P95: quantile(v, 0.95),
-		P99: quantile(v, 0.99), Max: v[len(v)-1]}
-}
-
-// quantile of sorted v, linearly interpolated between order statistics.
-func quantile(sorted []float64, q float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	pos := q * float64(len(sorted)-1)
-	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(sorted)-1)
-	return sorted[lo] + (sorted[hi]-sorted[lo])*(pos-float64(lo))
+	return Stats{Count: len(v), Mean: sum / float64(len(v)), P50: profile.Quantile(v, 0.50), P95: profile.Quantile(v, 0.95),
+		P99: profile.Quantile(v, 0.99), Max: v[len(v)-1]}
 }
 
 func ratioOf(num, den int) *float64 {

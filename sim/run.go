@@ -22,6 +22,7 @@ import (
 
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/models/mnist"
+	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -481,7 +482,7 @@ func (r *run) snapshot(done bool) Snapshot {
 	}
 	if len(recent) > 0 {
 		slices.Sort(recent)
-		s.RecentP95MS = quantile(recent, 0.95)
+		s.RecentP95MS = profile.Quantile(recent, 0.95)
 	}
 	return s
 }

@@ -108,28 +108,18 @@ func (p *Profile) Validate() error {
 	return nil
 }
 
-// Summarize computes quantiles of samples (milliseconds). It sorts samples.
+// Summarize computes quantiles (Quantile) and the mean of samples
+// (milliseconds). It sorts samples.
 func Summarize(samples []float64) Quantiles {
 	if len(samples) == 0 {
 		return Quantiles{}
 	}
 	sort.Float64s(samples)
-	q := func(p float64) float64 {
-		// Nearest rank: the smallest value with at least p of the samples at or below it.
-		i := int(p*float64(len(samples))+0.999999) - 1
-		if i < 0 {
-			i = 0
-		}
-		if i >= len(samples) {
-			i = len(samples) - 1
-		}
-		return samples[i]
-	}
 	var sum float64
 	for _, s := range samples {
 		sum += s
 	}
-	return Quantiles{P50: q(0.50), P95: q(0.95), P99: q(0.99), Mean: sum / float64(len(samples))}
+	return Quantiles{P50: Quantile(samples, 0.50), P95: Quantile(samples, 0.95), P99: Quantile(samples, 0.99), Mean: sum / float64(len(samples))}
 }
 
 // Calibrate bins (confidence, correct) pairs into n equal-width bins over [0, 1].
