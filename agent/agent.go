@@ -90,6 +90,10 @@ type Config struct {
 	MaxInflight int
 	// MaxPayload is the largest request accepted, in bytes (default 4 MiB).
 	MaxPayload int
+	// MaxPixels is the largest encoded image accepted as input, in pixels
+	// as its header declares them, checked before decoding (default
+	// imagein.DefaultMaxPixels, 16 M); larger ones are answered too_large.
+	MaxPixels int
 	// MaxTenants bounds the tenants the agent keeps state and metrics for
 	// (default 1024): without tenant isolation anyone can name a new
 	// tenant in a topic. Requests of further tenants are answered

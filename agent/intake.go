@@ -8,6 +8,7 @@ import (
 
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/models/imagein"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -214,9 +215,13 @@ func checkExit(sm *servedModel, b schema.Bound, own bool) error {
 }
 
 // inputFor checks the request tensor against the model's input and
-// converts it to the model's float32 layout.
+// converts it to the model's float32 layout; an encoded image is decoded,
+// converted and resized to it (models/imagein).
 func (a *Agent) inputFor(sm *servedModel, t *schema.Tensor) ([]float32, error) {
 	man := sm.m.Manifest
+	if t.IsImage() {
+		return imagein.Input(man, t.Format, t.Data, a.cfg.MaxPixels)
+	}
 	if !sameShape(t.Shape, man.Input.Shape) {
 		return nil, schema.Errorf(schema.CodeShapeMismatch, "input shape %v does not fit model %s (input %v)", t.Shape, man.Name, man.Input.Shape)
 	}

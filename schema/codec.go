@@ -303,6 +303,8 @@ func readTensor(r reader, t *Tensor) *Error {
 			t.DType, err = r.str("input.dtype")
 		case "shape":
 			t.Shape, err = readShape(r)
+		case "format":
+			t.Format, err = r.str("input.format")
 		case "data":
 			t.Data, err = r.blob("input.data")
 		case "values":

@@ -15,7 +15,7 @@ func requestSeeds(f *testing.F) {
 	reqs := []*Request{fullRequest(), validRequest(), {
 		ID: "v", Input: Tensor{DType: DTypeUint8, Shape: []int{2, 1}, Values: []float64{0, 255}},
 		Bound: Bound{Exit: ptr(1)}, Label: ptr(3),
-	}}
+	}, {ID: "img", Input: Tensor{Format: FormatPNG, Data: []byte("\x89PNG\r\n\x1a\n")}}}
 	for _, r := range reqs {
 		for _, enc := range []Encoding{MsgPack, JSON} {
 			b, err := EncodeRequest(r, enc)
@@ -27,6 +27,8 @@ func requestSeeds(f *testing.F) {
 	}
 	f.Add([]byte(`{"id":"j","input":{"dtype":"float32","shape":[1,3],"values":[0.5,-1,2e3]},"bound":{"confidence":0.9},"meta":{"a":[1,{"b":null}]}}`))
 	f.Add([]byte(`{"id":"j","input":{"dtype":"uint8","shape":[2],"data":"AQI="},"reply_to":"delen/fuzz/r"}`))
+	f.Add([]byte(`{"id":"jpg","input":{"format":"jpeg","data":"/9j/4AAQ"}}`))
+	f.Add([]byte(`{"id":"both","input":{"format":"png","dtype":"uint8","shape":[1],"data":"AQ=="}}`))
 	f.Add([]byte(` {"id":"trunc","input":{"dtype":`))
 	f.Add([]byte(`{"input":7,"id":"late-id"}`))
 	f.Add(deepMsgpack(MaxMetaDepth + 1))

@@ -140,6 +140,9 @@ func checkTensor(t *Tensor) ([]byte, *Error) {
 	if t.IsZero() {
 		return nil, badRequest("input: required")
 	}
+	if t.Format != "" {
+		return nil, checkImage(t)
+	}
 	size := DTypeSize(t.DType)
 	if size == 0 {
 		return nil, dtypeError(t.DType)
@@ -216,4 +219,22 @@ func dataLenError(t *Tensor, n, size int) *Error {
 
 func valuesLenError(got, n int) *Error {
 	return badRequest("input.values: %d values, but the shape has %d elements", got, n)
+}
+
+// IsImage reports whether the tensor is an encoded image (Format set).
+func (t *Tensor) IsImage() bool { return t.Format != "" }
+
+// checkImage validates an encoded-image input: a known format, the file's
+// bytes, and none of the raw tensor's fields. Whether the bytes are a
+// valid image of that format is found when the agent decodes them.
+func checkImage(t *Tensor) *Error {
+	switch {
+	case t.Format != FormatJPEG && t.Format != FormatPNG:
+		return badRequest("input.format: %q is not supported (%q or %q)", t.Format, FormatJPEG, FormatPNG)
+	case t.DType != "" || t.Shape != nil || t.Values != nil:
+		return badRequest("input: an encoded image (format) carries no dtype, shape or values")
+	case len(t.Data) == 0:
+		return badRequest("input.data: required with input.format (the image file's bytes)")
+	}
+	return nil
 }

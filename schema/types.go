@@ -18,6 +18,12 @@ const (
 	DTypeUint8   = "uint8"
 )
 
+// Image formats of an encoded-image input (Tensor.Format).
+const (
+	FormatJPEG = "jpeg"
+	FormatPNG  = "png"
+)
+
 // Result statuses (docs/protocol.md, "Result").
 const (
 	// StatusOK: served, and the bound held.
@@ -87,18 +93,25 @@ type Request struct {
 }
 
 // Tensor is an input tensor: a dtype, a shape and the elements in row-major
-// order as raw little-endian bytes.
+// order as raw little-endian bytes; or an encoded image as cameras send it:
+// a Format (FormatJPEG or FormatPNG) and the file's bytes in Data, without
+// dtype, shape or values. The agent decodes an image, converts it (gray ↔
+// RGB) and resizes it to the model's input (models/imagein).
 //
 // On the wire `data` is msgpack bin (or str) and, in JSON, a base64 string.
 // Instead of `data` a client may send `values`, an array of numbers (one per
 // element, flat, row-major); validation converts them into Data with the
 // dtype and clears Values. Sending both is a bad_request.
 type Tensor struct {
-	// DType is DTypeFloat32 or DTypeUint8.
-	DType string `msgpack:"dtype" json:"dtype"`
-	// Shape holds the dimensions; each is > 0.
-	Shape []int `msgpack:"shape" json:"shape"`
-	// Data holds product(Shape) × size(DType) bytes, little-endian.
+	// DType is DTypeFloat32 or DTypeUint8; empty for an encoded image.
+	DType string `msgpack:"dtype,omitempty" json:"dtype,omitempty"`
+	// Shape holds the dimensions; each is > 0. Empty for an encoded image.
+	Shape []int `msgpack:"shape,omitempty" json:"shape,omitempty"`
+	// Format, when set, makes Data an encoded image file: FormatJPEG or
+	// FormatPNG.
+	Format string `msgpack:"format,omitempty" json:"format,omitempty"`
+	// Data holds product(Shape) × size(DType) bytes, little-endian; or,
+	// with Format, the image file's bytes.
 	Data []byte `msgpack:"data,omitempty" json:"data,omitempty"`
 	// Values is the alternative to Data: one number per element.
 	Values []float64 `msgpack:"values,omitempty" json:"values,omitempty"`
@@ -106,7 +119,7 @@ type Tensor struct {
 
 // IsZero reports whether the tensor is entirely absent.
 func (t Tensor) IsZero() bool {
-	return t.DType == "" && t.Shape == nil && t.Data == nil && t.Values == nil
+	return t.DType == "" && t.Shape == nil && t.Format == "" && t.Data == nil && t.Values == nil
 }
 
 // Bound is what a request (or a tenant's default) asks of the serving: any

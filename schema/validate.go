@@ -23,11 +23,13 @@ func (r *Request) Validate(tenant string) error {
 // Checks: v <= 1; id 1–128 bytes of UTF-8; input present, dtype float32 or
 // uint8, shape non-empty with dims >= 1 and at most MaxElements elements,
 // exactly one of data and values, len(data) = elements × dtype size, no NaN
-// or Inf; bound ranges (see Bound); model and policy at most 128 bytes;
+// or Inf (or, for an encoded image, format jpeg or png, non-empty data and
+// no dtype, shape or values); bound ranges (see Bound); model and policy at most 128 bytes;
 // reply_to under <prefix>/<tenant>/, not an agent-read topic, no wildcards;
 // label >= 0; meta within the depth limit and of the allowed types.
 // Whether the model exists and the tensor fits it is for the agent to check
-// (unknown_model, shape_mismatch).
+// (unknown_model, shape_mismatch), and so is whether an image decodes
+// (bad_request) within the pixel limit (too_large).
 func (r *Request) ValidateWith(t Topics, tenant string) error {
 	err := r.validate(t, tenant)
 	if err != nil && validID(r.ID) {

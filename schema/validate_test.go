@@ -57,6 +57,13 @@ func TestValidateErrors(t *testing.T) {
 			r.Input = Tensor{DType: DTypeUint8, Shape: []int{2}, Values: []float64{0, -1}}
 		}, "", "input.values[1]: -1 is not an integer", false},
 		{"uint8 data length", func(r *Request) { r.Input = Tensor{DType: DTypeUint8, Shape: []int{3}, Data: []byte{1}} }, "", "input.data: 1 bytes, but shape [3] of uint8 needs 3", false},
+		{"image format unknown", func(r *Request) { r.Input = Tensor{Format: "gif", Data: []byte("GIF89a")} }, "", `input.format: "gif" is not supported ("jpeg" or "png")`, false},
+		{"image format case", func(r *Request) { r.Input = Tensor{Format: "JPEG", Data: []byte{0xff, 0xd8}} }, "", `input.format: "JPEG" is not supported`, false},
+		{"image without data", func(r *Request) { r.Input = Tensor{Format: FormatPNG} }, "", "input.data: required with input.format", false},
+		{"image with empty data", func(r *Request) { r.Input = Tensor{Format: FormatJPEG, Data: []byte{}} }, "", "input.data: required with input.format", false},
+		{"image with dtype", func(r *Request) { r.Input = Tensor{Format: FormatPNG, DType: DTypeUint8, Data: []byte{1}} }, "", "an encoded image (format) carries no dtype, shape or values", false},
+		{"image with shape", func(r *Request) { r.Input = Tensor{Format: FormatPNG, Shape: []int{1}, Data: []byte{1}} }, "", "carries no dtype, shape or values", false},
+		{"image with values", func(r *Request) { r.Input = Tensor{Format: FormatJPEG, Values: []float64{1}} }, "", "carries no dtype, shape or values", false},
 		{"latency 0", func(r *Request) { r.Bound.LatencyMS = ptr(0.0) }, "", "bound.latency_ms: must be a finite number > 0", false},
 		{"latency negative", func(r *Request) { r.Bound.LatencyMS = ptr(-5.0) }, "", "bound.latency_ms", false},
 		{"latency NaN", func(r *Request) { r.Bound.LatencyMS = ptr(math.NaN()) }, "", "bound.latency_ms", false},
@@ -128,6 +135,8 @@ func TestValidateAccepts(t *testing.T) {
 		{"reply_to", func(r *Request) { r.ReplyTo = "delen/cam1/results" }},
 		{"reply_to deep", func(r *Request) { r.ReplyTo = "delen/cam1/replies/requests" }},
 		{"label 0", func(r *Request) { r.Label = ptr(0) }},
+		{"jpeg image", func(r *Request) { r.Input = Tensor{Format: FormatJPEG, Data: []byte{0xff, 0xd8, 0xff}} }},
+		{"png image", func(r *Request) { r.Input = Tensor{Format: FormatPNG, Data: []byte("\x89PNG")} }},
 		{"max elements", func(r *Request) { r.Input = NewUint8Tensor([]int{1 << 12, 1 << 12}, make([]byte, MaxElements)) }},
 		{"meta at the depth limit", func(r *Request) {
 			m := map[string]any{}

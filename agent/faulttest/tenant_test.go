@@ -156,11 +156,16 @@ type load struct {
 // second in the background; with rate 0 it publishes as fast as the
 // broker acknowledges. bound is applied to every request.
 func (tc *tenantClient) sendLoad(prefix string, n int, rate float64, b schema.Bound) *load {
+	return tc.sendPayloads(prefix, n, rate, func(id string, i int) []byte { return request(tc.t, id, i, b) })
+}
+
+// sendPayloads is sendLoad with request i (id prefix<i>) made by payload.
+func (tc *tenantClient) sendPayloads(prefix string, n int, rate float64, payload func(id string, i int) []byte) *load {
 	l := &load{done: make(chan struct{}), payloads: map[string][]byte{}}
 	payloads := make([][]byte, n)
 	for i := range n {
 		l.ids = append(l.ids, fmt.Sprintf("%s%d", prefix, i))
-		payloads[i] = request(tc.t, l.ids[i], i, b)
+		payloads[i] = payload(l.ids[i], i)
 		l.payloads[l.ids[i]] = payloads[i]
 	}
 	go func() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -29,17 +30,20 @@ type sendFlags struct {
 	exit, qos                                                    int
 	timeout                                                      time.Duration
 	asJSON, float                                                bool
+
+	image string // --image: a JPEG or PNG file
 }
 
 func newSendCmd(g *globals) *cobra.Command {
 	f := &sendFlags{}
 	c := &cobra.Command{
-		Use:   "send --tenant T (--mnist N | --file F) [bounds]",
+		Use:   "send --tenant T (--mnist N | --file F | --image F) [bounds]",
 		Short: "publish one request and print its result",
 		Example: `  delen send --tenant cam1 --mnist 0                    # MNIST test image 0, the tenant's defaults
   delen send --tenant cam1 --mnist 0 --exit 1 --json    # stop at exit 1, print the result as JSON
   delen send --tenant cam1 --mnist 8 --confidence 0.99 --latency-ms 5
   delen send --tenant cam1 --file request.json          # a request written by hand (JSON or msgpack)
+  delen send --tenant cam1 --image frame.jpg            # a JPEG or PNG file, decoded and resized by the agent
   DELEN_MQTT_PASSWORD=secret delen send --tenant cam1 --mnist 3   # with serve --tenants`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -55,6 +59,7 @@ func newSendCmd(g *globals) *cobra.Command {
 	fs.StringVar(&f.tenant, "tenant", "", "tenant `name` (required)")
 	fs.IntVar(&f.mnist, "mnist", 0, "send MNIST test image `N` (0-9999), with its label")
 	fs.StringVar(&f.file, "file", "", "send the request in this `file` (JSON or msgpack); bound flags override its bound")
+	fs.StringVar(&f.image, "image", "", "send this JPEG or PNG `file` as the input (the agent decodes and resizes it)")
 	fs.StringVar(&f.model, "model", "", "model (default: the tenant's)")
 	fs.StringVar(&f.policy, "policy", "", "policy (default: the tenant's)")
 	fs.StringVar(&f.id, "id", "", "request id (default: random)")
@@ -77,9 +82,25 @@ func newSendCmd(g *globals) *cobra.Command {
 
 func (f *sendFlags) request() (*schema.Request, error) {
 	var req *schema.Request
+	given := 0
+	for _, set := range []bool{f.file != "", f.mnistSet, f.image != ""} {
+		if set {
+			given++
+		}
+	}
 	switch {
-	case f.file != "" && f.mnistSet:
-		return nil, errors.New("give --mnist or --file, not both")
+	case given > 1:
+		return nil, errors.New("give one of --mnist, --file and --image")
+	case f.image != "":
+		b, err := os.ReadFile(f.image)
+		if err != nil {
+			return nil, err
+		}
+		format := imageFormat(b)
+		if format == "" {
+			return nil, fmt.Errorf("--image %s: not a JPEG or PNG file", f.image)
+		}
+		req = &schema.Request{Input: schema.Tensor{Format: format, Data: b}}
 	case f.file != "":
 		b, err := os.ReadFile(f.file)
 		if err != nil {
@@ -106,7 +127,7 @@ func (f *sendFlags) request() (*schema.Request, error) {
 			req.Input = schema.NewUint8Tensor([]int{1, mnist.Side, mnist.Side}, set.Images[f.mnist])
 		}
 	default:
-		return nil, errors.New("give --mnist N or --file F")
+		return nil, errors.New("give --mnist N, --file F or --image F")
 	}
 	if f.id != "" {
 		req.ID = f.id
@@ -141,6 +162,18 @@ func (f *sendFlags) request() (*schema.Request, error) {
 	}
 	req.SentAt = time.Now().UnixMicro()
 	return req, nil
+}
+
+// imageFormat tells a JPEG or PNG file by its first bytes ("" for
+// neither).
+func imageFormat(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte{0xff, 0xd8, 0xff}):
+		return schema.FormatJPEG
+	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
+		return schema.FormatPNG
+	}
+	return ""
 }
 
 func send(cmd *cobra.Command, f *sendFlags) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/delen-edge/delen/agent/tenants"
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/models"
+	"github.com/delen-edge/delen/models/imagein"
 	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
@@ -43,6 +44,7 @@ type serveFlags struct {
 	maxTenants int
 	histMax    int
 	maxPayload int
+	maxPixels  int
 	infeasible string
 	// sentAtFuture and sentAtMaxAge bound a plausible sent_at.
 	sentAtFuture, sentAtMaxAge time.Duration
@@ -99,6 +101,7 @@ files. A flag on the command line beats its variable, which beats the file.`,
 	fs.IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted once a minute; -1: keep all for 7 days)")
 	fs.IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered overloaded")
 	fs.IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes; larger ones are answered too_large")
+	fs.IntVar(&f.maxPixels, "max-pixels", imagein.DefaultMaxPixels, "largest encoded image (JPEG, PNG) input in pixels, checked in its header before decoding; larger ones are answered too_large")
 	choiceVar(fs, &f.infeasible, "infeasible", schema.InfeasibleLate, "when not even exit 1 can meet a bound: late (serve exit 1) or shed", schema.InfeasibleLate, schema.InfeasibleShed)
 	fs.DurationVar(&f.sentAtFuture, "sent-at-future", agent.DefaultSentAtFuture, "a request's sent_at at most this far ahead of the agent's clock is plausible: its latency deadline counts from sent_at (else from arrival)")
 	fs.DurationVar(&f.sentAtMaxAge, "sent-at-max-age", agent.DefaultSentAtMaxAge, "a request's sent_at at most this old is plausible: its latency deadline counts from sent_at (else from arrival)")
@@ -238,6 +241,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
 		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxWeight: f.maxWeight, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax,
 		MaxPayload: f.maxPayload, Infeasible: f.infeasible, SentAtFuture: f.sentAtFuture, SentAtMaxAge: f.sentAtMaxAge, Logger: log,
+		MaxPixels: f.maxPixels,
 	})
 	if err != nil {
 		return err
