@@ -450,6 +450,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		runDone:   make(chan struct{}),
 	}
 	a.results = newResults(a, cfg.Store)
+	a.sched.setWorkers(cfg.Workers)
 	if err := a.loadModels(ctx); err != nil {
 		a.closeModels()
 		return nil, err

@@ -172,6 +172,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 	if set.Infeasible != "" {
 		j.infeasible = set.Infeasible
 	}
+	a.admitPlan(j, arrival)
 	a.inflightMu.Lock()
 	if other := a.inflight[key]; other != nil {
 		other.msgs = append(other.msgs, msg)

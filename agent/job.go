@@ -45,6 +45,8 @@ type job struct {
 	top          []schema.ClassProb
 	late         bool
 	reason       string
+	// plan is the request\'s entry in the scheduler\'s plan (plan.go).
+	plan jobPlan
 
 	result *schema.Result
 }

@@ -89,13 +89,28 @@ type scheduler struct {
 	// vfloor is the virtual time a tenant starts from when it becomes
 	// active: no tenant banks credit while idle.
 	vfloor float64
+	// plan books the work planned for the requests with deadlines, and
+	// rates the tenants' recent arrivals (plan.go).
+	plan  *planBook
+	rates map[string]*tenantRate
+	// slowdown is how much longer stages take than predicted, recently.
+	slowdown float64
 }
 
 func newScheduler(window time.Duration) *scheduler {
 	s := &scheduler{queues: map[string]*tenantQueue{}, active: map[*tenantQueue]struct{}{},
-		window: float64(window) / float64(time.Millisecond), batchBudget: defaultBatchBudgetMS}
+		window: float64(window) / float64(time.Millisecond), batchBudget: defaultBatchBudgetMS,
+		plan: newPlanBook(1, time.Now()), rates: map[string]*tenantRate{}, slowdown: 1}
 	s.cond = sync.NewCond(&s.mu)
 	return s
+}
+
+// setWorkers tells the plan how many workers run stages; it empties the
+// plan, so it is called before requests are admitted.
+func (s *scheduler) setWorkers(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.plan = newPlanBook(n, time.Now())
 }
 
 // setWeight sets a tenant's share weight (> 0).

@@ -88,7 +88,8 @@ func (a *Agent) before(j *job, done *[]*job) bool {
 	j.queue += wait
 	a.observeQueueDelay(wait)
 	s := a.policyStep(j, now)
-	d := j.policy.Before(s, j.model.profile.Load())
+	p := j.model.profile.Load()
+	d := j.policy.Before(s, p)
 	switch {
 	case d.Action == policies.Infeasible && j.done == 0:
 		j.reason = d.Reason
@@ -98,12 +99,12 @@ func (a *Agent) before(j *job, done *[]*job) bool {
 		}
 		// Serve exit 1 late, and stop there.
 		j.late = true
-		return true
 	case d.Action != policies.Continue && j.done > 0:
 		j.reason = d.Reason
 		a.finish(j, "", done)
 		return false
 	}
+	a.bookDecision(j, d, p)
 	return true
 }
 
@@ -114,11 +115,14 @@ func (a *Agent) after(j *job, done *[]*job) {
 		a.finish(j, "", done)
 		return
 	}
-	if d := j.policy.After(a.policyStep(j, time.Now()), j.model.profile.Load()); d.Action != policies.Continue {
+	p := j.model.profile.Load()
+	d := j.policy.After(a.policyStep(j, time.Now()), p)
+	if d.Action != policies.Continue {
 		j.reason = d.Reason
 		a.finish(j, "", done)
 		return
 	}
+	a.bookDecision(j, d, p)
 	j.task.queuedAt = time.Now()
 	a.setNextStage(j)
 	if err := a.sched.push(&j.task); err != nil {
@@ -133,7 +137,8 @@ func (a *Agent) policyStep(j *job, now time.Time) *policies.Step {
 		Tenant: j.tenant, Bound: j.bound, Conditions: j.conditions,
 		Exits: j.model.m.Exits(), Done: j.done, Arrival: j.arrival, Origin: j.origin, Now: now,
 		EnergyMJ: j.energyMJ, ComputeMS: ms(j.compute), Confidence: j.conf,
-		Load: policies.Load{QueueDepth: a.sched.depth(j.tenant), QueueDelayMS: a.QueueDelayMS()},
+		Load:    policies.Load{QueueDepth: a.sched.depth(j.tenant), QueueDelayMS: a.QueueDelayMS()},
+		Planner: j.planner(),
 	}
 }
 
@@ -180,6 +185,9 @@ func (a *Agent) runStage(jobs []*job) error {
 		a.log.Debug("energy reading failed", "err", err)
 	}
 	exit := jobs[0].done + 1
+	if len(jobs) == 1 {
+		a.sched.observeStage(policies.StageWorkMS(m.profile.Load(), exit-1), ms(dt))
+	}
 	if len(jobs) == 1 && m.live.observe(exit-1, ms(dt), mj) {
 		m.profile.Store(m.live.refresh(m.profile.Load(), time.Now()))
 	}
@@ -214,6 +222,7 @@ func topClasses(logits []float32) (int, float64, []schema.ClassProb) {
 // finish builds the job's result and hands it to the publishers. status
 // is empty for a served request (ok or late, decided here).
 func (a *Agent) finish(j *job, status string, done *[]*job) {
+	a.sched.book(j, 0)
 	if j.state != nil {
 		j.state.Release()
 		j.state = nil
@@ -243,6 +252,7 @@ func (a *Agent) finish(j *job, status string, done *[]*job) {
 // fail answers a job that broke while running.
 func (a *Agent) fail(j *job, err error, done *[]*job) {
 	a.log.Error("stage failed", "tenant", j.tenant, "id", j.req.ID, "model", j.model.name, "err", err)
+	a.sched.book(j, 0)
 	if j.state != nil {
 		j.state.Release()
 		j.state = nil

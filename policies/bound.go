@@ -11,8 +11,17 @@ import (
 // stopping rule fires and never starts a stage that would break a hard
 // limit (latency, energy). Without any bound it runs the whole model.
 //
-//   - latency_ms: before a stage, predict its finish as now + the stage's
-//     p95 latency; do not start it if that passes the deadline.
+//   - latency_ms: with the agent's Planner (Step.Planner), the request is
+//     planned as imprecise computation: exit 1 is mandatory, the deeper
+//     stages optional. At every decision (before each stage and after each
+//     exit) PlanExit picks the target exit from the Planner's budgets: the
+//     hard one keeps every admitted request's planned work feasible under
+//     earliest-deadline-first across tenants and workers, the fair one
+//     spends only the slack that the arrivals the recent rates predict
+//     leave. When exit 1 itself does not fit, Infeasible. Without a Planner
+//     (and as a last check in any case): before a stage, predict its finish
+//     as now + the stage's p95 latency; do not start it if that passes the
+//     deadline.
 //   - energy_mj: do not start a stage whose profiled energy would take the
 //     spent energy past the budget.
 //   - accuracy: stop at the first exit whose profiled accuracy reaches it.
@@ -25,7 +34,40 @@ func (BoundPolicy) Name() string { return "bound" }
 
 // Before implements Policy.
 func (BoundPolicy) Before(s *Step, p *profile.Profile) Decision {
-	return hardLimits(s, p)
+	d := hardLimits(s, p)
+	if d.Action != Continue {
+		return d
+	}
+	return planLatency(s, p, d)
+}
+
+// Plan implements Planning: the decision Before would take for stage 1.
+func (b BoundPolicy) Plan(s *Step, p *profile.Profile) Decision { return b.Before(s, p) }
+
+// planLatency is the Planner's part of a decision to go on (d): it plans
+// the target exit and stops (or, before exit 1, finds the bound
+// infeasible) when no further stage fits. Without a latency bound or a
+// Planner it returns d.
+func planLatency(s *Step, p *profile.Profile, d Decision) Decision {
+	if s.Planner == nil || s.Bound.LatencyMS == nil || p == nil {
+		return d
+	}
+	hard, fair, u := s.Planner.BudgetMS()
+	exits := numExits(s, p)
+	// The share is for the whole request: what is left of it after the
+	// stages run so far.
+	fair -= WorkMS(p, 0, s.Done)
+	t := PlanExit(p, exits, s.Done, hard, fair, u)
+	if b := s.Bound.Exit; b != nil && t > *b {
+		t = *b
+	}
+	if t <= s.Done {
+		if hard < StageWorkMS(p, s.Done) {
+			return stopOrInfeasible(s.Done, fmt.Sprintf("stage %d does not fit the deadline with the work queued ahead (%.2f ms of room)", s.Done+1, hard))
+		}
+		return Decision{Action: Stop, Reason: fmt.Sprintf("planned exit %d reached (share %.2f ms)", s.Done, fair), Target: s.Done}
+	}
+	return Decision{Action: Continue, Reason: fmt.Sprintf("planned exit %d (room %.2f ms, share %.2f ms)", t, hard, fair), Target: t}
 }
 
 // hardLimits is the latency, energy and fixed-exit check before a stage,
@@ -77,5 +119,7 @@ func (BoundPolicy) After(s *Step, p *profile.Profile) Decision {
 	if b.Accuracy != nil && exitAccuracy(p, k) >= *b.Accuracy {
 		return stop(fmt.Sprintf("exit %d accuracy %.4f ≥ %.4f", k, exitAccuracy(p, k), *b.Accuracy))
 	}
-	return run("no stopping rule fired")
+	// Revise the plan now, so a request whose target dropped stops here
+	// instead of waiting in the queue again.
+	return planLatency(s, p, run("no stopping rule fired"))
 }

@@ -44,6 +44,9 @@ func (a Action) String() string {
 type Decision struct {
 	Action Action
 	Reason string
+	// Target is the exit the policy plans to run the request to, when it
+	// plans (0: it does not say); the agent books the work up to it.
+	Target int
 }
 
 // Step is what a policy knows about one request at a decision point.
@@ -65,6 +68,10 @@ type Step struct {
 	Confidence float64
 	// Load describes the agent's queues at decision time.
 	Load Load
+	// Planner is the agent's scheduler, for the default policy's plan of
+	// a latency bound; nil without one (the policy then checks only the
+	// next stage against the deadline).
+	Planner Planner
 }
 
 // Load is the state of the agent's queues, for load-aware policies.
@@ -108,8 +115,8 @@ type Policy interface {
 	After(s *Step, p *profile.Profile) Decision
 }
 
-func run(reason string) Decision  { return Decision{Continue, reason} }
-func stop(reason string) Decision { return Decision{Stop, reason} }
+func run(reason string) Decision  { return Decision{Action: Continue, Reason: reason} }
+func stop(reason string) Decision { return Decision{Action: Stop, Reason: reason} }
 
 // stageMS is the predicted (p95) latency of stage i, in milliseconds.
 func stageMS(p *profile.Profile, i int) float64 {
@@ -185,7 +192,7 @@ func BoundMet(b schema.Bound, o Outcome) bool {
 // the first stage (nothing to serve yet), Stop after it.
 func stopOrInfeasible(i int, reason string) Decision {
 	if i == 0 {
-		return Decision{Infeasible, reason}
+		return Decision{Action: Infeasible, Reason: reason}
 	}
 	return stop(reason)
 }

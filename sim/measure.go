@@ -117,6 +117,7 @@ func (tr *tenantRun) summarize(end time.Time) (TenantSummary, []Record, []Contro
 			rec.Code, rec.Exit, rec.Class, rec.EnergyMJ = q.res.code, q.res.exit, q.res.class, q.res.energyMJ
 			rec.BoundMet, rec.AgentLatencyMS, rec.AccuracyEst = q.res.boundMet, q.res.agentLatencyMS, q.res.accuracyEst
 			rec.Confidence = q.res.confidence
+			rec.ComputeMS, rec.QueueMS = q.res.computeMS, q.res.queueMS
 			if rec.Label >= 0 && rec.Class >= 0 {
 				rec.Correct = 0
 				if rec.Label == rec.Class {

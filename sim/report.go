@@ -27,6 +27,10 @@ type Report struct {
 	Options ReportOptions `json:"options"`
 	// Runs holds one run per variant (one run without compare).
 	Runs []RunReport `json:"runs"`
+	// Bounds is a matrix scenario's table: per arrival pattern, deadline
+	// and variant, deadlines met end to end against accuracy, and the
+	// hindsight bound (see Matrix).
+	Bounds []BoundsRow `json:"bounds,omitempty"`
 }
 
 // ReportOptions are the RunOptions recorded in a report.
@@ -61,6 +65,12 @@ type AgentInfo struct {
 type RunReport struct {
 	// Variant names the compare variant; empty without compare.
 	Variant string `json:"variant,omitempty"`
+	// Arrival, DeadlineMS and Base place a matrix run: its arrival
+	// pattern, its deadline (0: a variant without a latency bound, judged
+	// at every deadline of the matrix) and the compare variant it runs.
+	Arrival    string  `json:"arrival,omitempty"`
+	DeadlineMS float64 `json:"deadline_ms,omitempty"`
+	Base       string  `json:"base,omitempty"`
 	// RunID prefixes every request id of the run.
 	RunID string `json:"run_id"`
 	// Started is when the first request was due.
@@ -206,6 +216,8 @@ type Record struct {
 	Confidence     float64 // the result's confidence
 	Model          string  // the model that served it
 	DeadlineMS     float64 // the deadline judged; 0: none
+	ComputeMS      float64 // the result's compute_ms
+	QueueMS        float64 // the result's queue_ms
 }
 
 // Snapshot is the live state of a run, passed to RunOptions.Progress about
@@ -281,12 +293,15 @@ func (r *Report) WriteFiles(dir string) error {
 	if err := r.writeCSV(filepath.Join(dir, FileRequests)); err != nil {
 		return err
 	}
-	return r.writePlots(dir)
+	if err := r.writePlots(dir); err != nil {
+		return err
+	}
+	return r.writeBoundsPlot(dir)
 }
 
 // CSVHeader is the header of requests.csv.
 var CSVHeader = []string{"tenant", "id", "sent_at", "received_at", "latency_ms", "status", "code", "exit",
-	"class", "label", "correct", "energy_mj", "bound_met", "agent_latency_ms", "accuracy_est", "confidence", "model", "deadline_ms", "variant"}
+	"class", "label", "correct", "energy_mj", "bound_met", "agent_latency_ms", "accuracy_est", "confidence", "model", "deadline_ms", "variant", "compute_ms", "queue_ms"}
 
 func (r *Report) writeCSV(path string) error {
 	f, err := os.Create(path)
@@ -326,15 +341,16 @@ func (r *Report) writeCSV(path string) error {
 			if q.DeadlineMS > 0 {
 				dl = num(q.DeadlineMS, 3)
 			}
-			agentLat, accEst, conf, energy := "", "", "", ""
+			agentLat, accEst, conf, energy, compute, queue := "", "", "", "", "", ""
 			if q.ReceivedAt != 0 {
 				agentLat, accEst, energy = num(q.AgentLatencyMS, 3), num(q.AccuracyEst, 4), num(q.EnergyMJ, 4)
+				compute, queue = num(q.ComputeMS, 3), num(q.QueueMS, 3)
 				if q.Exit > 0 {
 					conf = num(q.Confidence, 4)
 				}
 			}
 			w.Write([]string{q.Tenant, q.ID, strconv.FormatInt(q.SentAt, 10), recv, lat, q.Status, q.Code, exit,
-				opt(q.Class), opt(q.Label), boolish(q.Correct), energy, boolish(q.BoundMet), agentLat, accEst, conf, q.Model, dl, q.Variant})
+				opt(q.Class), opt(q.Label), boolish(q.Correct), energy, boolish(q.BoundMet), agentLat, accEst, conf, q.Model, dl, q.Variant, compute, queue})
 		}
 	}
 	w.Flush()
@@ -347,7 +363,13 @@ func (r *Report) writeCSV(path string) error {
 
 // SummaryTable returns the per-tenant summary as a header and rows of
 // text, one row per tenant and run (variant/tenant with compare).
+//
+// A matrix scenario's summary is its bounds table instead (Report.Bounds;
+// the per-run summaries are in report.json).
 func (r *Report) SummaryTable() (header []string, rows [][]string) {
+	if len(r.Bounds) > 0 {
+		return boundsTableText(r.Bounds)
+	}
 	header = []string{"TENANT", "SENT", "ANSWERED", "LOST", "OK", "LATE", "SHED", "ERROR", "P50_MS", "P95_MS", "P99_MS",
 		"DEADLINE_MET", "BOUND_MET", "ACCURACY", "ENERGY_MJ", "EXITS"}
 	ratio := func(p *float64) string {

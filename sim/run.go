@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -47,6 +48,12 @@ type RunOptions struct {
 	// lost (default DefaultTimeout). It also bounds the wait for the
 	// agent to confirm a tenant's initial control.
 	Timeout time.Duration
+	// Only, when set, runs only the runs (compare variants, or matrix
+	// runs such as b7-d100-default) whose name it matches.
+	Only *regexp.Regexp
+	// Workers is how many stage workers the agent runs, for a matrix's
+	// hindsight bound (default: the CPUs of this machine).
+	Workers int
 	// Drain bounds the wait, between compare variants, for the previous
 	// variant's unanswered requests (default DefaultDrain).
 	Drain time.Duration
@@ -95,24 +102,24 @@ func Run(ctx context.Context, s *Scenario, opt RunOptions) (*Report, error) {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
 
-	variants := s.Compare
-	if len(variants) == 0 {
-		variants = []Variant{{}}
+	plans, err := s.plan(opt.Only)
+	if err != nil {
+		return nil, fmt.Errorf("sim: scenario %s: %w", s.Name, err)
 	}
 	var runErr error
-	for i, v := range variants {
-		sc := s
-		if v.Name != "" {
-			sc = s.variant(v)
-		}
-		rr, err := runOnce(ctx, sc, v.Name, topics, opt, i < len(variants)-1)
+	for i, pl := range plans {
+		rr, err := runOnce(ctx, pl.scenario, pl.name, topics, opt, i < len(plans)-1)
 		if rr != nil {
+			rr.Arrival, rr.DeadlineMS, rr.Base = pl.arrival, pl.deadlineMS, pl.base
 			rep.Runs = append(rep.Runs, *rr)
 		}
 		if err != nil {
 			runErr = err
 			break
 		}
+	}
+	if s.Matrix != nil {
+		rep.Bounds = boundsTable(s, rep.Runs, opt.workers())
 	}
 	rep.Machine.Agents, rep.Machine.Models = agents.list()
 	seen := map[string]bool{}
@@ -504,6 +511,7 @@ type result struct {
 	class               int // -1: none
 	energyMJ            float64
 	agentLatencyMS      float64
+	computeMS, queueMS  float64
 	accuracyEst         float64
 	confidence          float64
 	boundMet            int // -1: absent
@@ -685,7 +693,7 @@ func (tr *tenantRun) onResult(m broker.Message) {
 	}
 	q.recvAt = recv
 	q.res = result{status: res.Status, model: res.Model, exit: res.Exit, class: -1, energyMJ: res.EnergyMJ,
-		agentLatencyMS: res.LatencyMS, accuracyEst: res.AccuracyEst, confidence: res.Confidence, boundMet: -1}
+		agentLatencyMS: res.LatencyMS, computeMS: res.ComputeMS, queueMS: res.QueueMS, accuracyEst: res.AccuracyEst, confidence: res.Confidence, boundMet: -1}
 	if res.Error != nil {
 		q.res.code = res.Error.Code
 	}

@@ -120,6 +120,10 @@ type Scenario struct {
 	Tenants []Tenant `yaml:"tenants" json:"tenants"`
 	// Compare, when set, runs the scenario once per variant.
 	Compare []Variant `yaml:"compare,omitempty" json:"compare,omitempty"`
+	// Matrix, with Compare, runs the variants at several deadlines and
+	// arrival patterns and reports deadlines met against accuracy with a
+	// hindsight bound (see Matrix).
+	Matrix *Matrix `yaml:"matrix,omitempty" json:"matrix,omitempty"`
 
 	// dir is the folder of the scenario file, for trace paths.
 	dir string
@@ -183,7 +187,7 @@ type RateStep struct {
 
 // BoundSpec is a bound in a scenario (see schema.Bound).
 type BoundSpec struct {
-	LatencyMS  *float64 `yaml:"latency_ms,omitempty" json:"latency_ms,omitempty"` // deadline from arrival, ms
+	LatencyMS  *float64 `yaml:"latency_ms,omitempty" json:"latency_ms,omitempty"` // deadline from sent_at (else arrival), ms
 	Accuracy   *float64 `yaml:"accuracy,omitempty" json:"accuracy,omitempty"`     // minimum expected accuracy
 	EnergyMJ   *float64 `yaml:"energy_mj,omitempty" json:"energy_mj,omitempty"`   // energy budget, mJ
 	Confidence *float64 `yaml:"confidence,omitempty" json:"confidence,omitempty"` // top-1 threshold
@@ -359,6 +363,9 @@ func (s *Scenario) Validate() error {
 				return err
 			}
 		}
+	}
+	if s.Matrix != nil {
+		return s.Matrix.validate(s)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/delen-edge/delen/agent"
@@ -22,6 +23,7 @@ import (
 type simFlags struct {
 	scenario, brokerURL, out, prefix string
 	username, password               string
+	only                             string
 	timeout, drain                   time.Duration
 	asJSON, quiet                    bool
 	workers, profileRuns             int
@@ -54,6 +56,7 @@ writes). With --broker only MQTT is used, against whatever agent listens there.`
 	withEnv(c.Flags(), "", "broker", "prefix")
 	withEnv(c.Flags(), "DELEN_MQTT_USER", "username")
 	withEnv(c.Flags(), "DELEN_MQTT_PASSWORD", "password")
+	c.Flags().StringVar(&f.only, "only", "", "run only the runs whose name matches this regular `expression` (compare variants; matrix runs such as b7-d100-default, b7-all-full)")
 	c.Flags().DurationVar(&f.timeout, "timeout", sim.DefaultTimeout, "a request without a result this long after sending is lost")
 	c.Flags().DurationVar(&f.drain, "drain", sim.DefaultDrain, "compare scenarios: longest wait for a variant's backlog before the next")
 	c.Flags().BoolVar(&f.asJSON, "json", false, "print the report (report.json) instead of the table")
@@ -99,7 +102,14 @@ func runSim(cmd *cobra.Command, g *globals, f *simFlags) error {
 	}
 	fmt.Fprintf(stderr, " against %s\n", brokerURL)
 	opt := sim.RunOptions{BrokerURL: brokerURL, Username: f.username, Password: f.password, Prefix: f.prefix,
-		Timeout: f.timeout, Drain: f.drain}
+		Timeout: f.timeout, Drain: f.drain, Workers: f.workers}
+	if f.only != "" {
+		re, err := regexp.Compile(f.only)
+		if err != nil {
+			return fmt.Errorf("--only: %w", err)
+		}
+		opt.Only = re
+	}
 	if prog := newProgress(stderr); !f.quiet {
 		opt.Progress = func(snap sim.Snapshot) {
 			prog.show(snap.String())
