@@ -56,7 +56,7 @@ writes). With --broker only MQTT is used, against whatever agent listens there.`
 	withEnv(c.Flags(), "", "broker", "prefix")
 	withEnv(c.Flags(), "DELEN_MQTT_USER", "username")
 	withEnv(c.Flags(), "DELEN_MQTT_PASSWORD", "password")
-	c.Flags().StringVar(&f.only, "only", "", "run only the runs whose name matches this regular `expression` (compare variants; matrix runs such as b7-d100-default, b7-all-full)")
+	c.Flags().StringVar(&f.only, "only", "", "run only the runs whose name matches this regular expression (compare variants; matrix runs such as b7-d100-default, b7-all-full)")
 	c.Flags().DurationVar(&f.timeout, "timeout", sim.DefaultTimeout, "a request without a result this long after sending is lost")
 	c.Flags().DurationVar(&f.drain, "drain", sim.DefaultDrain, "compare scenarios: longest wait for a variant's backlog before the next")
 	c.Flags().BoolVar(&f.asJSON, "json", false, "print the report (report.json) instead of the table")
