@@ -570,20 +570,26 @@ func TestFloodCannotStarveALightTenant(t *testing.T) {
 			t.Logf("light %d: %s exit %d latency %.1f ms (bound %.1f) queue %.1f compute %.1f", i, r.Status, r.Exit, r.LatencyMS, lightBound, r.QueueMS, r.ComputeMS)
 		}
 	}
-	floodServed := 0
+	floodServed, floodFull := 0, 0
 	for i := range floodPayloads {
 		if r := flood.wait(fmt.Sprintf("f%d", i)); r.Status == schema.StatusOK || r.Status == schema.StatusLate {
 			floodServed++
+			if r.Exit == len(prof.Exits) {
+				floodFull++
+			}
 		}
 	}
 	ratio := float64(met) / float64(len(lightPayloads))
-	t.Logf("capacity ≈ %.0f req/s (full model %.1f ms); flood %d req/s: %d of %d served; light tenant (bound %.1f ms): %d of %d deadlines met (%.1f%%)",
-		capacity, full, floodRate, floodServed, len(floodPayloads), lightBound, met, len(lightPayloads), 100*ratio)
+	t.Logf("capacity ≈ %.0f req/s (full model %.1f ms); flood %d req/s: %d of %d served (%d with the full model); light tenant (bound %.1f ms): %d of %d deadlines met (%.1f%%)",
+		capacity, full, floodRate, floodServed, len(floodPayloads), floodFull, lightBound, met, len(lightPayloads), 100*ratio)
 	if ratio < 0.99 {
 		t.Fatalf("light tenant met %.1f%% of its deadlines under a flood, want ≥ 99%%", 100*ratio)
 	}
-	if floodServed == len(floodPayloads) {
-		t.Fatalf("flood: all %d served: the test did not overload the agent", len(floodPayloads))
+	// Overloaded: the flood could not all be served with the full model
+	// (the default policy plans its deadlines, so it is served at earlier
+	// exits or shed).
+	if floodFull == len(floodPayloads) {
+		t.Fatalf("flood: all %d served with the full model: the test did not overload the agent", len(floodPayloads))
 	}
 }
 
