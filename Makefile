@@ -19,7 +19,7 @@ SOAK_OUT ?= out/soak
 
 all: build
 
-## setup: provision the ONNX Runtime library and Mosquitto (idempotent)
+## setup: provision the ONNX Runtime library, Mosquitto, OpenBLAS and the arm64 cross toolchain (idempotent)
 setup:
 	@./scripts/setup.sh all
 

@@ -560,9 +560,9 @@ func (a *Agent) loadOne(ctx context.Context, e zoo.Entry) (*servedModel, error) 
 	p, err := a.cfg.Store.Profile(m.Manifest.Name, m.Manifest.Version, device)
 	if errors.Is(err, store.ErrNotFound) {
 		a.log.Info("profiling model", "model", m.Manifest.ID(), "device", device, "runs", a.cfg.ProfileRuns)
-		data, _ := zoo.ValidationData(m.Manifest)
+		data, split := zoo.CalibrationData(m.Manifest)
 		p, err = models.Profile(ctx, m, a.cfg.Meter, models.ProfileOptions{
-			Runs: a.cfg.ProfileRuns, Device: device, Data: data,
+			Runs: a.cfg.ProfileRuns, Device: device, Data: data, DataSplit: split,
 			Progress: func(s string) { a.log.Info("profiling", "model", m.Manifest.ID(), "progress", s) },
 		})
 		if err == nil {

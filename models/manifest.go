@@ -76,6 +76,9 @@ type StageOutputs struct {
 type ExitSpec struct {
 	// Accuracy is top-1 accuracy on held-out data (0..1).
 	Accuracy float64 `json:"accuracy"`
+	// AccuracySplit names the data split Accuracy was measured on
+	// ("test" for the built-in models; Training.Splits describes it).
+	AccuracySplit string `json:"accuracy_split,omitempty"`
 	// FLOPs counts multiply and add separately, cumulative.
 	FLOPs float64 `json:"flops"`
 	// EnergyMJ is a reference energy (mJ), cumulative, when the model comes
@@ -92,12 +95,22 @@ type MonolithicSpec struct {
 
 // TrainingInfo records how a trained model was produced.
 type TrainingInfo struct {
-	Command  string  `json:"command"`
-	Seed     int64   `json:"seed"`
-	Epochs   int     `json:"epochs"`
-	Dataset  string  `json:"dataset"`
-	Seconds  float64 `json:"seconds"`
-	TestSize int     `json:"test_size"`
+	Command string  `json:"command"`
+	Seed    int64   `json:"seed"`
+	Epochs  int     `json:"epochs"`
+	Dataset string  `json:"dataset"`
+	Seconds float64 `json:"seconds"`
+	// TrainSize is the number of images trained on (the "train" split).
+	TrainSize int `json:"train_size,omitempty"`
+	// TestSize is the number of held-out images the exits' accuracy was
+	// measured on (the "test" split).
+	TestSize int `json:"test_size"`
+	// Splits describes each data split by name ("train", "calibration",
+	// "test"): which images it holds and what they are used for.
+	Splits map[string]string `json:"splits,omitempty"`
+	// Trainer names the trainer and its arithmetic (e.g. "go" or
+	// "openblas"), as results may differ in the last bits between them.
+	Trainer string `json:"trainer,omitempty"`
 }
 
 // ErrBadManifest is wrapped by every manifest validation error.

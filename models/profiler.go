@@ -25,6 +25,9 @@ type ProfileOptions struct {
 	// Data, when set, gives measured accuracy and calibration; otherwise
 	// the manifest's accuracy is recorded.
 	Data Labeled
+	// DataSplit names the split Data comes from (for MNIST models
+	// "calibration", see zoo.CalibrationData); the profile records it.
+	DataSplit string
 	// Batch is the batch size for the accuracy pass (default 100, or 1 for
 	// fixed-batch models).
 	Batch int
@@ -117,7 +120,7 @@ func Profile(ctx context.Context, m *Model, meter energy.Meter, opt ProfileOptio
 		cum = profile.Quantiles{P50: cum.P50 + q.P50, P95: cum.P95 + q.P95, P99: cum.P99 + q.P99, Mean: cum.Mean + q.Mean}
 		cumEnergy += e
 		p.Exits = append(p.Exits, profile.ExitStats{
-			Exit: k + 1, Accuracy: man.Exits[k].Accuracy, AccuracyFrom: "manifest",
+			Exit: k + 1, Accuracy: man.Exits[k].Accuracy, AccuracyFrom: "manifest", AccuracySplit: man.Exits[k].AccuracySplit,
 			LatencyMS: cum, EnergyMJ: cumEnergy, FLOPs: man.Exits[k].FLOPs,
 		})
 	}
@@ -197,9 +200,11 @@ func measureAccuracy(ctx context.Context, m *Model, p *profile.Profile, opt Prof
 		e := &p.Exits[k]
 		e.Accuracy = float64(right) / float64(count)
 		e.AccuracyFrom = "measured"
+		e.AccuracySplit = opt.DataSplit
 		e.Samples = count
 		e.Calibration = profile.Calibrate(val.Confidence[k], val.Correct[k], 10)
 	}
+	val.Split = opt.DataSplit
 	p.Validation = val
 	return nil
 }

@@ -4,6 +4,9 @@
 #     whose C API matches onnxruntime_go v1.27.0) into .cache/ort/<arch>/
 #   - Mosquitto from Debian's packages (integration tests run against it)
 #   - Prometheus, ImageMagick, ffmpeg and the Python client's modules (tools)
+#   - OpenBLAS from Debian's packages (libopenblas-dev): the batch trainer of
+#     mnist-ee-large loads it at run time (dlopen); the delen binary does not
+#     link it and trains with portable Go loops without it
 # DELEN_ORT_LIB, when set, points at a library to use instead (e.g. JetPack's).
 set -euo pipefail
 
@@ -63,6 +66,25 @@ provision_mosquitto() {
 	echo "setup: mosquitto installed"
 }
 
+# provision_openblas installs Debian's OpenBLAS, which `delen models train
+# mnist-ee-large` and the trainer's tests load with dlopen.
+provision_openblas() {
+	if { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libopenblas\.so\.0'; then
+		echo "setup: OpenBLAS present"
+		return
+	fi
+	if [[ "${DELEN_SKIP_OPENBLAS:-}" == 1 ]]; then
+		echo "setup: skipping OpenBLAS (DELEN_SKIP_OPENBLAS=1)"
+		return
+	fi
+	echo "setup: installing libopenblas-dev (Debian package)"
+	local sudo=""
+	[[ "$(id -u)" == 0 ]] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenblas-dev >/dev/null
+	echo "setup: OpenBLAS installed"
+}
+
 # provision_cross installs what the arm64 build and its test need: Debian's
 # aarch64 cross compiler (cgo) and qemu-user to run the result here.
 provision_cross() {
@@ -115,7 +137,8 @@ ort) provision_ort ;;
 mosquitto) provision_mosquitto ;;
 cross) provision_cross ;;
 tools) provision_tools ;;
+openblas) provision_openblas ;;
 ort-path) arch="$(arch_dir "${2:-}")"; echo "${DELEN_ORT_LIB:-$cache/$arch/libonnxruntime.so.1}" ;;
-all) provision_ort; provision_mosquitto; provision_cross; provision_tools ;;
-*) echo "usage: $0 [all|ort|mosquitto|cross|tools|ort-path [arch]]" >&2; exit 2 ;;
+all) provision_ort; provision_mosquitto; provision_openblas; provision_cross; provision_tools ;;
+*) echo "usage: $0 [all|ort|mosquitto|openblas|cross|tools|ort-path [arch]]" >&2; exit 2 ;;
 esac

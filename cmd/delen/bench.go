@@ -40,7 +40,7 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 			defer m.Close()
 			prog := newProgress(cmd.ErrOrStderr())
 			opt := models.BenchOptions{Reps: reps, Warmup: warmup, Batch: batch, Progress: prog.show}
-			if data, _ := zoo.ValidationData(m.Manifest); data != nil {
+			if data, _ := zoo.TestData(m.Manifest); data != nil {
 				per := m.Manifest.SampleSize()
 				opt.Fill = func(r int, dst []float32) {
 					for j := 0; j*per < len(dst); j++ {

@@ -77,13 +77,19 @@ func newListCmd(g *globals) *cobra.Command {
 
 // exitView is one exit in `delen models inspect`.
 type exitView struct {
-	Exit      int                `json:"exit"`
-	Accuracy  float64            `json:"accuracy"`
-	FLOPs     float64            `json:"flops"`
-	LatencyMS *profile.Quantiles `json:"latency_ms,omitempty"`
-	EnergyMJ  *float64           `json:"energy_mj,omitempty"`
-	// MeasuredAccuracy is the profile's accuracy on this device, when profiled with data.
-	MeasuredAccuracy *float64 `json:"measured_accuracy,omitempty"`
+	Exit     int     `json:"exit"`
+	Accuracy float64 `json:"accuracy"`
+	// AccuracySplit is the data split Accuracy comes from (the manifest's:
+	// "test" for the built-in models).
+	AccuracySplit string             `json:"accuracy_split,omitempty"`
+	FLOPs         float64            `json:"flops"`
+	LatencyMS     *profile.Quantiles `json:"latency_ms,omitempty"`
+	EnergyMJ      *float64           `json:"energy_mj,omitempty"`
+	// MeasuredAccuracy is the profile's accuracy on this device, when
+	// profiled with data, and MeasuredAccuracySplit the split it was
+	// measured on ("calibration").
+	MeasuredAccuracy      *float64 `json:"measured_accuracy,omitempty"`
+	MeasuredAccuracySplit string   `json:"measured_accuracy_split,omitempty"`
 }
 
 // modelView is `delen models inspect --json`.
@@ -126,7 +132,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 				return err
 			}
 			for i, ex := range m.Exits {
-				ev := exitView{Exit: i + 1, Accuracy: ex.Accuracy, FLOPs: ex.FLOPs}
+				ev := exitView{Exit: i + 1, Accuracy: ex.Accuracy, AccuracySplit: ex.AccuracySplit, FLOPs: ex.FLOPs}
 				if p != nil && i < len(p.Exits) {
 					pe := p.Exits[i]
 					q, en := pe.LatencyMS, pe.EnergyMJ
@@ -134,6 +140,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 					if pe.AccuracyFrom == "measured" {
 						a := pe.Accuracy
 						ev.MeasuredAccuracy = &a
+						ev.MeasuredAccuracySplit = pe.AccuracySplit
 					}
 				}
 				v.Exits = append(v.Exits, ev)
@@ -157,16 +164,23 @@ func newInspectCmd(g *globals) *cobra.Command {
 			}
 			var rows [][]string
 			for _, ex := range v.Exits {
-				r := []string{fmt.Sprint(ex.Exit), fmt.Sprintf("%.4f", ex.Accuracy), fmt.Sprintf("%.3g", ex.FLOPs), "-", "-", "-", "-"}
+				split := ex.AccuracySplit
+				if split == "" {
+					split = "-"
+				}
+				r := []string{fmt.Sprint(ex.Exit), fmt.Sprintf("%.4f", ex.Accuracy), split, fmt.Sprintf("%.3g", ex.FLOPs), "-", "-", "-", "-", "-"}
 				if ex.LatencyMS != nil {
-					r[3] = fmt.Sprintf("%.3f", ex.LatencyMS.P50)
-					r[4] = fmt.Sprintf("%.3f", ex.LatencyMS.P95)
-					r[5] = fmt.Sprintf("%.3f", ex.LatencyMS.P99)
-					r[6] = fmt.Sprintf("%.3f", *ex.EnergyMJ)
+					r[4] = fmt.Sprintf("%.3f", ex.LatencyMS.P50)
+					r[5] = fmt.Sprintf("%.3f", ex.LatencyMS.P95)
+					r[6] = fmt.Sprintf("%.3f", ex.LatencyMS.P99)
+					r[7] = fmt.Sprintf("%.3f", *ex.EnergyMJ)
+				}
+				if ex.MeasuredAccuracy != nil {
+					r[8] = fmt.Sprintf("%.4f (%s)", *ex.MeasuredAccuracy, ex.MeasuredAccuracySplit)
 				}
 				rows = append(rows, r)
 			}
-			return table(w, []string{"EXIT", "ACCURACY", "FLOPS", "P50_MS", "P95_MS", "P99_MS", "ENERGY_MJ"}, rows)
+			return table(w, []string{"EXIT", "ACCURACY", "SPLIT", "FLOPS", "P50_MS", "P95_MS", "P99_MS", "ENERGY_MJ", "PROFILED_ACCURACY"}, rows)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -202,20 +216,26 @@ func (g *globals) storedProfile(m *models.Manifest, agent *agentHTTP) (*profile.
 
 func newTrainCmd(g *globals) *cobra.Command {
 	var out string
-	var opt train.Options
+	var epochs int
 	var seed uint64
 	c := &cobra.Command{
 		Use:   "train NAME",
-		Short: "train a built-in model (mnist-ee) on MNIST and write its folder",
-		Args:  cobra.ExactArgs(1),
+		Short: "train a built-in model (" + train.ModelName + " or " + train.LargeName + ") on MNIST's training split and write its folder",
+		Long: `Trains a built-in model on the first 50,000 MNIST training images, measures
+each exit's accuracy on the 10,000 held-out test images (written into the
+manifest) and writes the model folder. The last 10,000 training images
+(the calibration split) are not used: profiles and the accuracy policy
+calibrate on them. ` + train.LargeName + ` trains with OpenBLAS when it loads
+(Debian's libopenblas0; $` + train.BackendEnv + `=go forces the portable loops).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if args[0] != train.ModelName {
-				return fmt.Errorf("no trainer for %q (trainable: %s)", args[0], train.ModelName)
+			name := args[0]
+			if name != train.ModelName && name != train.LargeName {
+				return fmt.Errorf("no trainer for %q (trainable: %s, %s)", name, train.ModelName, train.LargeName)
 			}
 			if out == "" {
-				out = "models/zoo/" + train.ModelName
+				out = "models/zoo/" + name
 			}
-			opt.Seed = seed
 			set, err := mnist.Train()
 			if err != nil {
 				return err
@@ -225,24 +245,73 @@ func newTrainCmd(g *globals) *cobra.Command {
 				return err
 			}
 			stderr := cmd.ErrOrStderr()
-			fmt.Fprintf(stderr, "training %s on %d MNIST images (seed %d, %d epochs)\n", train.ModelName, set.Len(), seed, opt.Epochs)
 			prog := newProgress(stderr)
-			opt.Progress = func(s train.Status) { prog.show(s.String()) }
-			start := time.Now()
-			net, err := train.Train(cmd.Context(), set, opt)
-			prog.keep()
-			if err != nil {
-				return err
+			progress := func(s train.Status) { prog.show(s.String()) }
+			var export func(ev train.Evaluation, info *models.TrainingInfo) error
+			var ev train.Evaluation
+			var took time.Duration
+			trainer := "go"
+			switch name {
+			case train.ModelName:
+				opt := train.Options{Seed: seed, Epochs: epochs, Progress: progress}
+				if opt.Epochs == 0 {
+					opt.Epochs = 3
+				}
+				epochs = opt.Epochs
+				fmt.Fprintf(stderr, "training %s on %d MNIST images (seed %d, %d epochs)\n", name, set.Len(), seed, epochs)
+				start := time.Now()
+				net, err := train.Train(cmd.Context(), set, opt)
+				prog.keep()
+				if err != nil {
+					return err
+				}
+				took = time.Since(start)
+				ev = train.Evaluate(net, test)
+				export = func(ev train.Evaluation, info *models.TrainingInfo) error {
+					_, err := train.Export(net, out, ev, info)
+					return err
+				}
+			case train.LargeName:
+				be := train.NewBackend()
+				trainer = be.Name
+				net, err := train.NewNetwork(train.LargeArch(), seed)
+				if err != nil {
+					return err
+				}
+				opt := train.BatchOptions{Seed: seed, Epochs: epochs, Backend: be, Progress: progress}
+				if opt.Epochs == 0 {
+					opt.Epochs = train.LargeEpochs
+				}
+				epochs = opt.Epochs
+				fl := net.FLOPs()
+				fmt.Fprintf(stderr, "training %s on %d MNIST images (seed %d, %d epochs, %d parameters, %.1f MFLOPs at the last exit, arithmetic: %s)\n",
+					name, set.Len(), seed, epochs, net.Size(), fl[len(fl)-1]/1e6, be.Name)
+				start := time.Now()
+				err = train.TrainNetwork(cmd.Context(), net, set, opt)
+				prog.keep()
+				if err != nil {
+					return err
+				}
+				took = time.Since(start)
+				ev = train.EvaluateNetwork(net, test, be)
+				export = func(ev train.Evaluation, info *models.TrainingInfo) error {
+					_, err := train.ExportNetwork(net, out, ev, info)
+					return err
+				}
 			}
-			took := time.Since(start)
-			ev := train.Evaluate(net, test)
-			fmt.Fprintf(stderr, "test accuracy per exit (%d images): %.4f %.4f %.4f\n", ev.Count, ev.Accuracy[0], ev.Accuracy[1], ev.Accuracy[2])
+			ev.Split = mnist.SplitTest
+			fmt.Fprintf(stderr, "test accuracy per exit (%d held-out images):", ev.Count)
+			for _, a := range ev.Accuracy {
+				fmt.Fprintf(stderr, " %.4f", a)
+			}
+			fmt.Fprintln(stderr)
 			info := &models.TrainingInfo{
-				Command: fmt.Sprintf("delen models train %s --seed %d --epochs %d", train.ModelName, seed, opt.Epochs),
-				Seed:    int64(seed), Epochs: opt.Epochs, Dataset: "MNIST (" + mnist.GoModule + ")",
-				Seconds: took.Round(time.Second).Seconds(), TestSize: ev.Count,
+				Command: fmt.Sprintf("delen models train %s --seed %d --epochs %d", name, seed, epochs),
+				Seed:    int64(seed), Epochs: epochs, Dataset: "MNIST (" + mnist.GoModule + ")",
+				Seconds: took.Round(time.Second).Seconds(), TrainSize: set.Len(), TestSize: ev.Count,
+				Splits: mnist.Splits(), Trainer: trainer,
 			}
-			if _, err := train.Export(net, out, ev, info); err != nil {
+			if err := export(ev, info); err != nil {
 				return err
 			}
 			// Check what was written by loading it in ONNX Runtime.
@@ -257,7 +326,8 @@ func newTrainCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&out, "out", "", "output folder (default models/zoo/NAME)")
 	c.Flags().Uint64Var(&seed, "seed", 1, "random seed (weights and shuffling)")
-	c.Flags().IntVar(&opt.Epochs, "epochs", 3, "passes over the 60,000 training images")
+	c.Flags().IntVar(&epochs, "epochs", 0, fmt.Sprintf("passes over the 50,000 images of the training split (default %d for %s, %d for %s)",
+		3, train.ModelName, train.LargeEpochs, train.LargeName))
 	return c
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/energy"
+	"github.com/delen-edge/delen/models/mnist"
 	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/models/zoo"
 	"github.com/spf13/cobra"
@@ -62,16 +63,16 @@ func newProfileCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			data, dataName := zoo.ValidationData(m.Manifest)
+			data, split := zoo.CalibrationData(m.Manifest)
 			stderr := cmd.ErrOrStderr()
 			fmt.Fprintf(stderr, "profiling %s on %s (energy: %s; %d runs per stage", m.Manifest.ID(), profile.DeviceID(), meter.Name(), runs)
 			if data != nil {
-				fmt.Fprintf(stderr, "; accuracy on the %s", dataName)
+				fmt.Fprintf(stderr, "; accuracy and confidence on the %s split: %s", split, mnist.Splits()[split])
 			}
 			fmt.Fprintln(stderr, ")")
 			prog := newProgress(stderr)
 			p, err := models.Profile(cmd.Context(), m, meter, models.ProfileOptions{
-				Runs: runs, Warmup: warmup, Data: data, Progress: prog.show,
+				Runs: runs, Warmup: warmup, Data: data, DataSplit: split, Progress: prog.show,
 			})
 			prog.keep()
 			if err != nil {
@@ -105,9 +106,9 @@ func printProfile(cmd *cobra.Command, p *profile.Profile) error {
 		rows = append(rows, []string{fmt.Sprint(i + 1),
 			fmt.Sprintf("%.3f", s.LatencyMS.P50), fmt.Sprintf("%.3f", s.LatencyMS.P95), fmt.Sprintf("%.3f", s.LatencyMS.P99),
 			fmt.Sprintf("%.4f", s.EnergyMJ), fmt.Sprintf("%.3f", e.LatencyMS.P95), fmt.Sprintf("%.4f", e.EnergyMJ),
-			fmt.Sprintf("%.4f", e.Accuracy), e.AccuracyFrom})
+			fmt.Sprintf("%.4f", e.Accuracy), e.AccuracyFrom, orDash(e.AccuracySplit)})
 	}
-	if err := table(w, []string{"EXIT", "STAGE_P50_MS", "STAGE_P95_MS", "STAGE_P99_MS", "STAGE_MJ", "CUM_P95_MS", "CUM_MJ", "ACCURACY", "FROM"}, rows); err != nil {
+	if err := table(w, []string{"EXIT", "STAGE_P50_MS", "STAGE_P95_MS", "STAGE_P99_MS", "STAGE_MJ", "CUM_P95_MS", "CUM_MJ", "ACCURACY", "FROM", "SPLIT"}, rows); err != nil {
 		return err
 	}
 	for _, e := range p.Exits {
@@ -123,4 +124,11 @@ func printProfile(cmd *cobra.Command, p *profile.Profile) error {
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

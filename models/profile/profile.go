@@ -65,7 +65,10 @@ type ExitStats struct {
 	// the model has none it is the manifest's figure (AccuracyFrom says which).
 	Accuracy     float64 `json:"accuracy"`
 	AccuracyFrom string  `json:"accuracy_from"`
-	Samples      int     `json:"samples,omitempty"`
+	// AccuracySplit names the data split Accuracy was measured on
+	// ("calibration" when measured, the manifest's split otherwise).
+	AccuracySplit string `json:"accuracy_split,omitempty"`
+	Samples       int    `json:"samples,omitempty"`
 	// LatencyMS sums the stage quantiles up to this exit (an upper bound for
 	// the quantiles of the sum, which is what a deadline needs).
 	LatencyMS   Quantiles `json:"latency_ms"`
@@ -90,6 +93,8 @@ type Bin struct {
 // joint behaviour of the exits. Confidence[k][i] and Correct[k][i] belong to
 // sample i at exit k+1.
 type Validation struct {
+	// Split names the data split the samples come from ("calibration").
+	Split      string      `json:"split,omitempty"`
 	Confidence [][]float32 `json:"confidence"`
 	Correct    [][]bool    `json:"correct"`
 }

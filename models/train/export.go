@@ -56,6 +56,9 @@ func (n *Net) buildStage(g *onnxgraph.Graph, i int, in, features, logits string)
 // Export writes the network into dir as stage0.onnx … stage2.onnx (batch
 // dimension symbolic), full.onnx and manifest.json, with ev's accuracies.
 func Export(n *Net, dir string, ev Evaluation, info *models.TrainingInfo) (*models.Manifest, error) {
+	if len(ev.Accuracy) != Exits {
+		return nil, fmt.Errorf("export: %d accuracies for %d exits", len(ev.Accuracy), Exits)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -89,7 +92,7 @@ func Export(n *Net, dir string, ev Evaluation, info *models.TrainingInfo) (*mode
 		}
 		m.Stages = append(m.Stages, models.StageSpec{File: stageFile(i), Input: StageInput,
 			Outputs: models.StageOutputs{Features: features, Logits: StageLogits}})
-		m.Exits = append(m.Exits, models.ExitSpec{Accuracy: ev.Accuracy[i], FLOPs: flops[i]})
+		m.Exits = append(m.Exits, models.ExitSpec{Accuracy: ev.Accuracy[i], AccuracySplit: ev.Split, FLOPs: flops[i]})
 	}
 	g := onnxgraph.New(ModelName + "-full")
 	x := g.Input(StageInput, onnxgraph.Dims(append([]int64{-1}, stageInputShapes[0]...)...))

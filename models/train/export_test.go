@@ -18,7 +18,7 @@ func TestExportReproducesTheZoo(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	if _, err := Export(n, out, Evaluation{}, nil); err != nil {
+	if _, err := Export(n, out, Evaluation{Accuracy: make([]float64, Exits)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	files := []string{MonolithicFile}

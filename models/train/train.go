@@ -35,14 +35,18 @@ type Status struct {
 	Epoch, Epochs int
 	Step, Steps   int // steps in this epoch
 	Loss          float64
-	TrainAcc      [Exits]float64
+	TrainAcc      []float64 // per exit, over this epoch so far
 	Elapsed, ETA  time.Duration
 }
 
 // String renders the status as one progress line.
 func (s Status) String() string {
-	return fmt.Sprintf("epoch %d/%d  step %4d/%d  loss %.4f  train acc %.3f %.3f %.3f  elapsed %s  eta %s",
-		s.Epoch, s.Epochs, s.Step, s.Steps, s.Loss, s.TrainAcc[0], s.TrainAcc[1], s.TrainAcc[2],
+	acc := ""
+	for _, a := range s.TrainAcc {
+		acc += fmt.Sprintf(" %.3f", a)
+	}
+	return fmt.Sprintf("epoch %d/%d  step %4d/%d  loss %.4f  train acc%s  elapsed %s  eta %s",
+		s.Epoch, s.Epochs, s.Step, s.Steps, s.Loss, acc,
 		s.Elapsed.Round(time.Second), s.ETA.Round(time.Second))
 }
 
@@ -151,7 +155,7 @@ func Train(ctx context.Context, set *mnist.Set, opt Options) (*Net, error) {
 				el := time.Since(start)
 				st := Status{Epoch: epoch, Epochs: opt.Epochs, Step: step + 1, Steps: steps,
 					Loss: epochLoss / float64(seen), Elapsed: el,
-					ETA: time.Duration(float64(el) / float64(t) * float64(total-t))}
+					ETA: time.Duration(float64(el) / float64(t) * float64(total-t)), TrainAcc: make([]float64, Exits)}
 				for k := range st.TrainAcc {
 					st.TrainAcc[k] = float64(epochCorrect[k]) / float64(seen)
 				}
@@ -164,8 +168,11 @@ func Train(ctx context.Context, set *mnist.Set, opt Options) (*Net, error) {
 
 // Evaluation is the per-exit result of running a network over a data set.
 type Evaluation struct {
-	Accuracy [Exits]float64
+	Accuracy []float64 // per exit
 	Count    int
+	// Split names the data split evaluated on (set by the caller; the
+	// manifest records it as each exit's accuracy_split).
+	Split string
 }
 
 // Evaluate runs the trainer's forward pass over set and measures each
@@ -193,7 +200,7 @@ func Evaluate(n *Net, set *mnist.Set) Evaluation {
 		}()
 	}
 	wg.Wait()
-	ev := Evaluation{Count: set.Len()}
+	ev := Evaluation{Count: set.Len(), Accuracy: make([]float64, Exits)}
 	for k := 0; k < Exits; k++ {
 		c := 0
 		for s := range correct {

@@ -121,19 +121,42 @@ func (e Entry) Load(opt models.LoadOptions) (*models.Model, error) {
 	return models.LoadFS(e.fsys, e.dir, opt)
 }
 
-// ValidationData is the labelled data a model can be profiled on (exit
-// accuracy, calibration, the validation samples the accuracy policy tunes
-// its thresholds on): the 10,000 MNIST test images for models that take a
-// 1×28×28 digit and have 10 classes. Cost replicas get none (their logits
-// mean nothing). The name says what the data is.
-func ValidationData(m *models.Manifest) (models.Labeled, string) {
+// The labelled data a model is run on comes from these two functions, one
+// per use, so that tuning never sees the images accuracy is reported on
+// (the splits are described in package mnist):
+//
+//   - CalibrationData: what profiles measure exit accuracy, confidence
+//     calibration and the per-sample validation confidences on, and so
+//     what the accuracy policy tunes its thresholds on.
+//   - TestData: held-out images that only report accuracy (the manifest's
+//     per-exit accuracy, benchmarks); never tune on them.
+//
+// Both return the data and its split name (mnist.SplitCalibration or
+// mnist.SplitTest; mnist.Splits() describes it), or nil and "" when the
+// model has no labelled data: only models that take a 1×28×28 digit and
+// have 10 classes get MNIST, and cost replicas get none (their logits mean
+// nothing).
+
+// CalibrationData is the calibration split for m: the last 10,000 MNIST
+// training images, embedded in the binary.
+func CalibrationData(m *models.Manifest) (models.Labeled, string) {
+	return digits(m, mnist.Calibration, mnist.SplitCalibration)
+}
+
+// TestData is the held-out test split for m: the 10,000 MNIST test images,
+// embedded in the binary. Use it to report accuracy only.
+func TestData(m *models.Manifest) (models.Labeled, string) {
+	return digits(m, mnist.Test, mnist.SplitTest)
+}
+
+func digits(m *models.Manifest, read func() (*mnist.Set, error), split string) (models.Labeled, string) {
 	if m.Kind == models.KindCostReplica || len(m.Classes) != 10 || len(m.Input.Shape) != 3 ||
 		m.Input.Shape[0] != 1 || m.Input.Shape[1] != mnist.Side || m.Input.Shape[2] != mnist.Side {
 		return nil, ""
 	}
-	set, err := mnist.Test()
+	set, err := read()
 	if err != nil {
 		return nil, ""
 	}
-	return set, "MNIST test set"
+	return set, split
 }
