@@ -1,6 +1,7 @@
 // Package clients holds the client snippets of the README (Node.js with
-// mqtt and @msgpack/msgpack; the command line with mosquitto_rr) and runs
-// them against a real agent.
+// mqtt and @msgpack/msgpack; Python on Debian's paho-mqtt, msgpack and
+// numpy; the command line with mosquitto_rr) and runs them against a real
+// agent.
 package clients
 
 import (
@@ -124,6 +125,19 @@ func TestNodeClient(t *testing.T) {
 		t.Fatalf("node client: %v\n%s", err, out)
 	}
 	check(t, out, "node-")
+	// Camera frames as files written by ImageMagick (digitImages).
+	jpg, png, label := digitImages(t)
+	for _, img := range []string{jpg, png} {
+		out, err := exec.CommandContext(ctx, node, script, "mqtt://"+host+":"+port, "cam1", img).Output()
+		if err != nil {
+			t.Fatalf("node client with %s: %v\n%s", filepath.Base(img), err, out)
+		}
+		check(t, out, "node-")
+		var r result
+		if err := json.Unmarshal(out, &r); err == nil && *r.Class != label {
+			t.Errorf("%s: the image of a %d classified as %d", filepath.Base(img), label, *r.Class)
+		}
+	}
 }
 
 // TestCommandLineClient runs the mosquitto_rr snippet (JSON in, JSON out).

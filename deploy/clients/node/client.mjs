@@ -1,9 +1,12 @@
 // Publish one request to a Dělen agent over MQTT (msgpack) and print the
-// result as JSON:  node client.mjs mqtt://127.0.0.1:1883 cam1
+// result as JSON:  node client.mjs mqtt://127.0.0.1:1883 cam1 [frame.jpg]
+// With a JPEG or PNG file, the file itself is the input (the agent decodes,
+// resizes and normalises it).
+import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
 import { encode, decode } from "@msgpack/msgpack";
 
-const [url = "mqtt://127.0.0.1:1883", tenant = "cam1"] = process.argv.slice(2);
+const [url = "mqtt://127.0.0.1:1883", tenant = "cam1", image] = process.argv.slice(2);
 const id = `node-${Date.now()}`;
 
 // A 28×28 uint8 image: a vertical bar, roughly a "1".
@@ -17,7 +20,9 @@ client.on("connect", async () => {
   await client.subscribeAsync(`delen/${tenant}/results`, { qos: 1 });
   const request = {
     id,
-    input: { dtype: "uint8", shape: [1, 28, 28], data: pixels },
+    input: image
+      ? { format: /\.png$/i.test(image) ? "png" : "jpeg", data: readFileSync(image) }
+      : { dtype: "uint8", shape: [1, 28, 28], data: pixels },
     bound: { latency_ms: 50, confidence: 0.9 },
     sent_at: Date.now() * 1000,
   };
