@@ -649,9 +649,9 @@ func TestThreeBoundsUnderALoadStep(t *testing.T) {
 	}
 	warm.wait("w399")
 	prof := r.a.Profile("mnist-ee")
-	cautious := func(i int) float64 {
+	cautious := func(i int) float64 { // what the policy checks a stage against
 		s := prof.Stages[i]
-		return s.EnergyMJ * max(1, s.LatencyMS.P95/s.LatencyMS.Mean)
+		return max(s.EnergyMJ, s.EnergyQuantilesMJ.P95)
 	}
 	solarMJ := cautious(0) + cautious(1) // room for two stages, not three
 	tenants := []struct {
@@ -735,13 +735,13 @@ func TestThreeBoundsUnderALoadStep(t *testing.T) {
 		// of a confident-on-average exit are judged below the bound.
 		want := 0.90
 		if tn.name == "solar" {
-			// The model meter charges watts × wall time, and at 450
-			// requests/s (and under the race detector) this 2-core
-			// machine is busy: a stage of tens of µs is often
-			// descheduled and charged several times
-			// its energy, so the cautious prediction often finds even
-			// exit 1 over the cap (served late, bound missed). What must
-			// hold is that the cap makes the tenant spend less (below).
+			// The model meter charges watts × the stage thread's CPU
+			// time, but at 450 requests/s (and under the race detector)
+			// on a busy 2-core machine a stage of tens of µs runs with
+			// cold caches and its CPU time varies several-fold, so a
+			// share of exit-1 answers is over the cap (served, bound
+			// missed). What must hold is that the cap makes the tenant
+			// spend less (below).
 			want = 0
 		}
 		if want > 0 && ratio < want {

@@ -4,12 +4,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/delen-edge/delen/models/energy"
 	"github.com/delen-edge/delen/models/profile"
 )
 
 // Live profile refresh: the deadline and energy predictions use the
-// profile's stage latency quantiles and stage energy, so they must follow the device (thermal throttling,
-// contention, another process on the accelerator). Every stage run alone
+// profile's stage latency quantiles and stage energy, so they must follow
+// the device (thermal throttling, contention, another process on the
+// accelerator) and the service path (a stage run between requests finds
+// the caches cold and costs several times what a tight profiling loop
+// measures; docs/architecture.md, "Energy"). Every stage run alone
 // (batch of one) is recorded in a window of the latest liveWindow runs per
 // stage; every liveEvery runs the stage's quantiles are recomputed from its
 // window. Window quantiles are robust: a few outliers move p50 not at all
@@ -23,10 +27,13 @@ const (
 	liveMin = 128
 )
 
-// liveProfile collects recent stage latencies of one model.
+// liveProfile collects recent stage costs of one model, measured as the
+// profiler measures them (energy.Measure): wall time, the thread's CPU
+// time, energy.
 type liveProfile struct {
 	mu     sync.Mutex
-	window [][]float64 // ring buffer per stage, in ms
+	window [][]float64 // ring buffer per stage: wall time, in ms
+	cpu    [][]float64 // the same runs' thread CPU time, in ms
 	energy [][]float64 // the same runs' energy, in mJ
 	count  []int       // runs seen per stage
 	since  int         // runs since the last refresh
@@ -34,26 +41,29 @@ type liveProfile struct {
 }
 
 func newLiveProfile(stages int) *liveProfile {
-	l := &liveProfile{window: make([][]float64, stages), energy: make([][]float64, stages), count: make([]int, stages)}
+	l := &liveProfile{window: make([][]float64, stages), cpu: make([][]float64, stages),
+		energy: make([][]float64, stages), count: make([]int, stages)}
 	for i := range l.window {
 		l.window[i] = make([]float64, 0, liveWindow)
+		l.cpu[i] = make([]float64, 0, liveWindow)
 		l.energy[i] = make([]float64, 0, liveWindow)
 	}
 	return l
 }
 
-// observe records a run of stage i (its time and energy); it reports
-// whether the profile is due for a refresh.
-func (l *liveProfile) observe(i int, ms, mj float64) bool {
+// observe records a run of stage i (its wall and CPU time, and its energy
+// in mJ); it reports whether the profile is due for a refresh.
+func (l *liveProfile) observe(i int, w energy.Work, mj float64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w, e := l.window[i], l.energy[i]
-	if len(w) < liveWindow {
-		l.window[i] = append(w, ms)
-		l.energy[i] = append(e, mj)
+	wall, cpu := ms(w.Wall), ms(w.CPU)
+	if len(l.window[i]) < liveWindow {
+		l.window[i] = append(l.window[i], wall)
+		l.cpu[i] = append(l.cpu[i], cpu)
+		l.energy[i] = append(l.energy[i], mj)
 	} else {
-		w[l.count[i]%liveWindow] = ms
-		e[l.count[i]%liveWindow] = mj
+		at := l.count[i] % liveWindow
+		l.window[i][at], l.cpu[i][at], l.energy[i][at] = wall, cpu, mj
 	}
 	l.count[i]++
 	l.since++
@@ -76,12 +86,10 @@ func (l *liveProfile) refresh(p *profile.Profile, now time.Time) *profile.Profil
 			continue
 		}
 		q.Stages[i].LatencyMS = profile.Summarize(append([]float64(nil), l.window[i]...))
+		q.Stages[i].CPUMS = profile.Summarize(append([]float64(nil), l.cpu[i]...))
 		q.Stages[i].Runs = len(l.window[i])
-		var sum float64
-		for _, v := range l.energy[i] {
-			sum += v
-		}
-		q.Stages[i].EnergyMJ = sum / float64(len(l.energy[i]))
+		eq := profile.Summarize(append([]float64(nil), l.energy[i]...))
+		q.Stages[i].EnergyMJ, q.Stages[i].EnergyQuantilesMJ = eq.Mean, eq
 		changed = true
 	}
 	if !changed {

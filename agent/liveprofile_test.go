@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delen-edge/delen/models/energy"
 	"github.com/delen-edge/delen/models/profile"
 )
 
@@ -32,7 +33,7 @@ func TestLivePredictionsFollowASlowdown(t *testing.T) {
 				if k%97 == 0 {
 					v *= 5
 				}
-				if l.observe(i, v, v/200) {
+				if l.observe(i, energy.Work{Wall: time.Duration(v * float64(time.Millisecond)), CPU: time.Duration(v * float64(time.Millisecond))}, v/200) {
 					p = l.refresh(p, now)
 				}
 			}
@@ -69,7 +70,7 @@ func TestLiveNeedsEnoughRuns(t *testing.T) {
 	l := newLiveProfile(3)
 	p := baseProfile()
 	for k := 0; k < liveMin-1; k++ {
-		l.observe(0, 50, 0.25)
+		l.observe(0, energy.Work{Wall: 50 * time.Millisecond, CPU: 50 * time.Millisecond}, 0.25)
 	}
 	if q := l.refresh(p, time.Now()); q != p {
 		t.Fatal("refreshed from fewer runs than liveMin")

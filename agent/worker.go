@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/delen-edge/delen/models"
+	"github.com/delen-edge/delen/models/energy"
 	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
 )
@@ -91,6 +92,12 @@ func (a *Agent) before(j *job, done *[]*job) bool {
 	p := j.model.profile.Load()
 	d := j.policy.Before(s, p)
 	switch {
+	case d.Action == policies.Shed && j.done == 0:
+		// A hard limit (an energy budget): never served over it, whatever
+		// the tenant's infeasible setting.
+		j.reason = d.Reason
+		a.finish(j, schema.StatusShed, done)
+		return false
 	case d.Action == policies.Infeasible && j.done == 0:
 		j.reason = d.Reason
 		if j.infeasible == schema.InfeasibleShed {
@@ -173,22 +180,21 @@ func (a *Agent) runStage(jobs []*job) error {
 		}
 		states[k] = j.state
 	}
-	reading := a.cfg.Meter.Start()
-	t0 := time.Now()
-	err := m.m.RunBatch(states)
-	dt := time.Since(t0)
+	// One measure for results, the live profile and the profiler: wall
+	// time for compute_ms, the thread's CPU time for the model meter.
+	w, err := energy.Measure(a.cfg.Meter, func() error { return m.m.RunBatch(states) })
 	if err != nil {
 		return err
 	}
-	mj, err := reading.Stop(dt)
-	if err != nil {
-		a.log.Debug("energy reading failed", "err", err)
+	if w.MeterErr != nil {
+		a.log.Debug("energy reading failed", "err", w.MeterErr)
 	}
+	dt, mj := w.Wall, w.MJ
 	exit := jobs[0].done + 1
 	if len(jobs) == 1 {
 		a.sched.observeStage(policies.StageWorkMS(m.profile.Load(), exit-1), ms(dt))
 	}
-	if len(jobs) == 1 && m.live.observe(exit-1, ms(dt), mj) {
+	if len(jobs) == 1 && m.live.observe(exit-1, w, mj) {
 		m.profile.Store(m.live.refresh(m.profile.Load(), time.Now()))
 	}
 	a.metrics.stageSeconds.WithLabelValues(m.name, strconv.Itoa(exit)).Observe(dt.Seconds())

@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/delen-edge/delen/models"
+	"github.com/delen-edge/delen/models/energy"
 	"github.com/delen-edge/delen/models/modeltest"
 )
 
@@ -301,4 +304,59 @@ func TestProviderFallback(t *testing.T) {
 	if _, err := models.Load(dir, models.LoadOptions{Provider: "tpu"}); err == nil {
 		t.Fatal("unknown provider accepted")
 	}
+}
+
+// TestStageRunsOnCallingThread: with one intra-op thread, ONNX Runtime runs
+// a stage on the calling thread, so that thread's CPU time is the stage's
+// work (what the model meter charges): over many runs it accounts for
+// nearly all the CPU time the process spent (were the work on a pool
+// thread, the calling thread would show next to none).
+func TestStageRunsOnCallingThread(t *testing.T) {
+	if _, ok := energy.ThreadCPU(); !ok {
+		t.Skip("no per-thread CPU clock here")
+	}
+	m, err := models.Load(writeTiny(t, modeltest.Options{}), models.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	meter, _ := energy.New(energy.KindModel, "", energy.Options{})
+	st, err := m.NewState(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Release()
+	var thread time.Duration
+	p0 := processCPU(t)
+	for range 3000 {
+		w, err := energy.Measure(meter, func() error {
+			_, err := st.RunStage()
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		thread += w.CPU
+		if st.Done() {
+			st.Release()
+			if st, err = m.NewState(1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	proc := processCPU(t) - p0
+	if share := float64(thread) / float64(proc); share < 0.5 {
+		t.Fatalf("stage threads' CPU %v of the process's %v (%.2f): the stages ran elsewhere", thread, proc, share)
+	} else {
+		t.Logf("the calling threads' CPU time is %.2f of the process's", share)
+	}
+}
+
+// processCPU is the process's user + system CPU time.
+func processCPU(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -62,8 +62,7 @@ func Profile(ctx context.Context, m *Model, meter energy.Meter, opt ProfileOptio
 		EnergySource: meter.Name(), Source: profile.SourceMeasured,
 	}
 	n := m.Exits()
-	lat := make([][]float64, n)
-	en := make([]float64, n)
+	lat, cpu, en := make([][]float64, n), make([][]float64, n), make([][]float64, n)
 	st, err := m.NewState(1)
 	if err != nil {
 		return nil, err
@@ -91,19 +90,20 @@ func Profile(ctx context.Context, m *Model, meter energy.Meter, opt ProfileOptio
 		fill()
 		st.next = 0
 		for k := 0; k < n; k++ {
-			reading := meter.Start()
-			t0 := time.Now()
-			if _, err := st.RunStage(); err != nil {
-				return nil, err
+			w, err := energy.Measure(meter, func() error {
+				_, err := st.RunStage()
+				return err
+			})
+			if err == nil {
+				err = w.MeterErr
 			}
-			d := time.Since(t0)
-			mj, err := reading.Stop(d)
 			if err != nil {
-				return nil, fmt.Errorf("energy of stage %d: %w", k, err)
+				return nil, fmt.Errorf("stage %d: %w", k, err)
 			}
 			if r >= opt.Warmup {
-				lat[k] = append(lat[k], float64(d.Nanoseconds())/1e6)
-				en[k] += mj
+				lat[k] = append(lat[k], durMS(w.Wall))
+				cpu[k] = append(cpu[k], durMS(w.CPU))
+				en[k] = append(en[k], w.MJ)
 			}
 		}
 		if time.Since(lastReport) > time.Second || r == total-1 {
@@ -114,9 +114,10 @@ func Profile(ctx context.Context, m *Model, meter energy.Meter, opt ProfileOptio
 	var cum profile.Quantiles
 	var cumEnergy float64
 	for k := 0; k < n; k++ {
-		q := profile.Summarize(lat[k])
-		e := en[k] / float64(opt.Runs)
-		p.Stages = append(p.Stages, profile.StageStats{Stage: k, Runs: opt.Runs, LatencyMS: q, EnergyMJ: e})
+		q, eq := profile.Summarize(lat[k]), profile.Summarize(en[k])
+		e := eq.Mean
+		p.Stages = append(p.Stages, profile.StageStats{Stage: k, Runs: opt.Runs, LatencyMS: q,
+			CPUMS: profile.Summarize(cpu[k]), EnergyMJ: e, EnergyQuantilesMJ: eq})
 		cum = profile.Quantiles{P50: cum.P50 + q.P50, P95: cum.P95 + q.P95, P99: cum.P99 + q.P99, Mean: cum.Mean + q.Mean}
 		cumEnergy += e
 		p.Exits = append(p.Exits, profile.ExitStats{
@@ -208,6 +209,9 @@ func measureAccuracy(ctx context.Context, m *Model, p *profile.Profile, opt Prof
 	p.Validation = val
 	return nil
 }
+
+// durMS is d in milliseconds.
+func durMS(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 
 // Top1 returns the arg-max class of logits and its softmax probability.
 func Top1(logits []float32) (int, float32) {

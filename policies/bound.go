@@ -22,8 +22,9 @@ import (
 //     (and as a last check in any case): before a stage, predict its finish
 //     as now + the stage's p95 latency; do not start it if that passes the
 //     deadline.
-//   - energy_mj: do not start a stage whose profiled energy would take the
-//     spent energy past the budget.
+//   - energy_mj: do not start a stage whose cautious (p95) profiled energy
+//     would take the measured energy spent so far past the bound; exit 1 is
+//     infeasible only when its mean energy is above the bound.
 //   - accuracy: stop at the first exit whose profiled accuracy reaches it.
 //   - confidence: stop at the first exit whose top-1 probability reaches it.
 //   - exit: run exactly to that exit.
@@ -82,7 +83,11 @@ func hardLimits(s *Step, p *profile.Profile) Decision {
 		return d
 	}
 	if b.EnergyMJ != nil {
-		if need := s.EnergyMJ + stageMJ(p, i); need > *b.EnergyMJ {
+		need := s.EnergyMJ + stageMJ(p, i)
+		if i == 0 {
+			need = firstStageMJ(p)
+		}
+		if need > *b.EnergyMJ {
 			return stopOrInfeasible(i, fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", i+1, need, *b.EnergyMJ))
 		}
 	}

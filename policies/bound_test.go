@@ -31,8 +31,8 @@ func serve(pol Policy, b schema.Bound, conf []float64, queueMS float64) (int, Ac
 	s := &Step{Bound: b, Exits: 3, Arrival: t0, Now: t0.Add(time.Duration(queueMS * float64(time.Millisecond)))}
 	for {
 		d := pol.Before(s, p)
-		if d.Action == Infeasible {
-			return 0, Infeasible
+		if d.Action == Infeasible || d.Action == Shed {
+			return 0, d.Action
 		}
 		if d.Action == Stop {
 			return s.Done, Stop
@@ -169,6 +169,36 @@ func TestDeadlineCountsFromOrigin(t *testing.T) {
 		got := BoundPolicy{}.Before(s, synthetic()).Action
 		if want := map[bool]Action{true: Stop, false: Continue}[!c.origin.IsZero()]; got != want {
 			t.Errorf("%s: before stage 2 at 55 ms: %v, want %v", c.name, got, want)
+		}
+	}
+}
+
+// TestEnergyBoundUsesMeasuredSpread: with measured energy quantiles, exit 1
+// is refused only when its mean does not fit the bound, while a later
+// stage must fit with its p95.
+func TestEnergyBoundUsesMeasuredSpread(t *testing.T) {
+	p := synthetic()
+	for i := range p.Stages { // p95 = 2 × mean
+		m := p.Stages[i].EnergyMJ
+		p.Stages[i].EnergyQuantilesMJ = profile.Quantiles{Mean: m, P50: m, P95: 2 * m, P99: 3 * m}
+	}
+	tests := []struct {
+		bound float64
+		spent []float64 // measured energy of the stages run
+		exit  int
+		act   Action
+	}{
+		{1.5, []float64{1, 2, 3}, 1, Stop},       // exit 1 mean 1 fits, p95 2 would not
+		{0.9, []float64{1, 2, 3}, 0, Infeasible}, // exit 1's mean is above the bound
+		{4.5, []float64{1, 2, 3}, 1, Stop},       // 1 + p95 of stage 2 (4) = 5 > 4.5
+		{5.5, []float64{1, 2, 3}, 2, Stop},
+	}
+	for _, pol := range []Policy{BoundPolicy{}, &EnergyPolicy{}} {
+		for _, tc := range tests {
+			o := drive(pol, p, req{bound: schema.Bound{EnergyMJ: f(tc.bound)}, energy: tc.spent})
+			if o.exit != tc.exit || o.act != tc.act {
+				t.Errorf("%s, bound %v mJ: %v exit %d, want %v exit %d", pol.Name(), tc.bound, o.act, o.exit, tc.act, tc.exit)
+			}
 		}
 	}
 }

@@ -10,8 +10,9 @@ import (
 // request's bound.energy_mj, else the tenant's Params["mj"]. It does not
 // start a stage whose energy would take the request past the budget: the
 // energy spent so far (measured, Step.EnergyMJ; the profiled energy of the
-// stages run when nothing was measured) plus the stage's profiled energy.
-// When not even stage 1 fits, the request is Infeasible. Without a budget
+// stages run when nothing was measured) plus the stage's cautious (p95)
+// profiled energy. When stage 1's mean energy is above the budget, the
+// request is Infeasible. Without a budget
 // it runs the full model. The latency deadline and a fixed exit of the
 // bound are honoured as hard limits too.
 type EnergyPolicy struct {
@@ -42,7 +43,11 @@ func (ep *EnergyPolicy) Before(s *Step, p *profile.Profile) Decision {
 		if spent <= 0 {
 			spent = cumMJ(p, 0, s.Done)
 		}
-		if need := spent + stageMJ(p, s.Done); need > budget {
+		need := spent + stageMJ(p, s.Done)
+		if s.Done == 0 {
+			need = firstStageMJ(p)
+		}
+		if need > budget {
 			return stopOrInfeasible(s.Done, fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", s.Done+1, need, budget))
 		}
 	}

@@ -17,26 +17,29 @@ import (
 // Spending less as the budget runs low: before a request's first stage it
 // estimates how many requests will still arrive in the window (arrival
 // rate over the previous and the current window × time left) and serves
-// the deepest exit whose cumulative profiled energy fits the remaining
-// budget divided by that number (this request included). It never
-// overdraws its accounting: a stage whose profiled energy is more than
-// what is left is not started, so a request arriving to an exhausted
-// budget is Infeasible. Tenants using this policy should set infeasible to
-// "shed": "late" makes the agent run exit 1 anyway, which this policy does
-// not see and does not charge, so the budget is overdrawn.
+// the deepest exit whose cumulative cautious (p95) profiled energy fits
+// the remaining budget divided by that number (this request included).
 //
-// Accounting, each request counted once: starting a stage (Before says
-// Continue) reserves the stage's profiled energy; at the request's last
-// decision — a Stop, or the Continue that starts the last stage — the
-// difference between the measured energy of the stages run (Step.EnergyMJ)
-// and their profiled energy is charged (or refunded) once. The last stage
-// of a full-model run stays charged at its profiled energy, since no
-// decision follows it. Nothing is reconciled when nothing was measured
-// (Step.EnergyMJ = 0). A refund for a request that arrived in an earlier
-// window is dropped. Stages whose measured energy exceeds their profile
-// can take the spent energy past the budget by that excess; with profiled
-// energies of zero only measured energy is charged, and no stage starts
-// once the budget is spent.
+// The budget is a hard limit: a request it cannot cover is shed (Shed,
+// whatever the tenant's infeasible setting), never served over budget.
+// Starting a stage reserves its p99 profiled energy, and a stage starts
+// only when that reservation plus a guard (the largest p99 − mean spread
+// of the model's stage energies, which absorbs a stage costing that much
+// more than its p99) fits what is left; a request whose first stage does not fit is shed, one
+// whose later stage does not fit is served the exit it reached. When the
+// request's own bound makes it Infeasible (a deadline exit 1 cannot
+// meet), exit 1 is reserved before the tenant's infeasible setting serves
+// it late, or the request is shed if the budget cannot cover it.
+//
+// Accounting, each request counted once: at the request's last decision —
+// a Stop, or the Continue that starts the last stage — the difference
+// between the measured energy of the stages run (Step.EnergyMJ) and their
+// reservations is charged (or refunded) once. The last stage of a
+// full-model run and a late exit 1 stay charged at their reservation,
+// since no decision follows them. Nothing is reconciled when nothing was
+// measured (Step.EnergyMJ = 0). A refund for a request that arrived in an
+// earlier window is dropped. With profiled energies of zero only measured
+// energy is charged, and no stage starts once the budget is spent.
 //
 // The request's bound is honoured too: its deadline, energy budget and
 // fixed exit are hard limits, as in BoundPolicy. An EnergyBudgetPolicy is
@@ -148,18 +151,44 @@ func (eb *EnergyBudgetPolicy) target(s *Step, p *profile.Profile, now time.Time)
 	return t, allow
 }
 
-// reconcile charges the difference between the measured and the profiled
-// energy of the stages the request ran; called once per request, at its
-// last decision. The lock is held.
+// reserveMJ is what starting stage i reserves: its p99 profiled energy.
+func reserveMJ(p *profile.Profile, i int) float64 { return stageEnergy(p, i, energyP99) }
+
+// guardMJ is the budget held back from reservations: the largest spread
+// between a stage's reservation (p99) and its mean, so that a stage that
+// costs up to that much more than its reservation is still covered.
+func guardMJ(p *profile.Profile) float64 {
+	var g float64
+	if p != nil {
+		for i := range p.Stages {
+			g = max(g, reserveMJ(p, i)-p.Stages[i].EnergyMJ)
+		}
+	}
+	return g
+}
+
+// reconcile charges the difference between the measured energy of the
+// stages the request ran and their reservations; called once per
+// request, at its last decision. The lock is held.
 func (eb *EnergyBudgetPolicy) reconcile(s *Step, p *profile.Profile) {
 	if s.Done == 0 || s.EnergyMJ <= 0 {
 		return
 	}
-	d := s.EnergyMJ - cumMJ(p, 0, s.Done)
+	var reserved float64
+	for i := range s.Done {
+		reserved += reserveMJ(p, i)
+	}
+	d := s.EnergyMJ - reserved
 	if d < 0 && s.Arrival.Before(eb.start) {
 		return
 	}
 	eb.spent += d
+}
+
+// covers reports whether the window's budget covers reserving stage i.
+func (eb *EnergyBudgetPolicy) covers(p *profile.Profile, i int) (need, left float64, ok bool) {
+	need, left = reserveMJ(p, i), eb.BudgetMJ-eb.spent
+	return need, left, left > 0 && need+guardMJ(p) <= left
 }
 
 // Before implements Policy.
@@ -172,8 +201,18 @@ func (eb *EnergyBudgetPolicy) Before(s *Step, p *profile.Profile) Decision {
 		eb.arrivals++
 	}
 	if d := hardLimits(s, p); d.Action != Continue {
-		if d.Action == Stop {
+		switch d.Action {
+		case Stop:
 			eb.reconcile(s, p)
+		case Infeasible:
+			// The tenant's setting may serve exit 1 late: reserve it, or
+			// shed the request when the budget cannot cover it.
+			need, left, ok := eb.covers(p, 0)
+			if !ok {
+				return Decision{Action: Shed, Reason: fmt.Sprintf("%s; energy budget: stage 1 needs %.3f mJ, %.3f mJ left of %.3f mJ per %v",
+					d.Reason, need, left, eb.BudgetMJ, eb.Window)}
+			}
+			eb.spent += need
 		}
 		return d
 	}
@@ -182,13 +221,15 @@ func (eb *EnergyBudgetPolicy) Before(s *Step, p *profile.Profile) Decision {
 		eb.reconcile(s, p)
 		return stop(fmt.Sprintf("energy budget: exit %d is what %.3f mJ per request allows", t, allow))
 	}
-	need, left := stageMJ(p, s.Done), eb.BudgetMJ-eb.spent
-	if need > left || left <= 0 {
-		if s.Done > 0 {
-			eb.reconcile(s, p)
+	need, left, ok := eb.covers(p, s.Done)
+	if !ok {
+		reason := fmt.Sprintf("energy budget: stage %d needs %.3f mJ, %.3f mJ left of %.3f mJ per %v",
+			s.Done+1, need, left, eb.BudgetMJ, eb.Window)
+		if s.Done == 0 {
+			return Decision{Action: Shed, Reason: reason}
 		}
-		return stopOrInfeasible(s.Done, fmt.Sprintf("energy budget: stage %d needs %.3f mJ, %.3f mJ left of %.3f mJ per %v",
-			s.Done+1, need, left, eb.BudgetMJ, eb.Window))
+		eb.reconcile(s, p)
+		return stop(reason)
 	}
 	eb.spent += need
 	if s.Done == numExits(s, p)-1 {

@@ -53,11 +53,11 @@ func drive(pol Policy, p *profile.Profile, r req) outcome {
 	var o outcome
 	for {
 		d := pol.Before(s, p)
-		if d.Action == Infeasible {
+		if d.Action == Infeasible || d.Action == Shed {
 			if s.Done != 0 {
 				panic("Infeasible after stage 1")
 			}
-			o.act = Infeasible
+			o.act = d.Action
 			o.end = s.Now
 			return o
 		}

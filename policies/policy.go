@@ -25,6 +25,10 @@ const (
 	// Infeasible says that not even exit 1 can meet the bound; the agent
 	// serves exit 1 late or sheds the request, as the tenant chose.
 	Infeasible
+	// Shed (only before the first stage) refuses the request whatever the
+	// tenant's infeasible setting: serving even exit 1 would break a limit
+	// that must never be exceeded (an energy budget).
+	Shed
 )
 
 // String names the action for logs.
@@ -36,6 +40,8 @@ func (a Action) String() string {
 		return "stop"
 	case Infeasible:
 		return "infeasible"
+	case Shed:
+		return "shed"
 	}
 	return "unknown"
 }
@@ -108,7 +114,8 @@ type Policy interface {
 	Name() string
 	// Before is asked before stage s.Done runs (0-based: it leads to exit
 	// s.Done+1). Stop serves exit s.Done (only when s.Done > 0);
-	// Infeasible (only when s.Done == 0) means the bound cannot be met.
+	// Infeasible (only when s.Done == 0) means the bound cannot be met;
+	// Shed (only when s.Done == 0) that the request must not be served.
 	Before(s *Step, p *profile.Profile) Decision
 	// After is asked after exit s.Done ran, with s.Confidence set; Stop
 	// serves it. It is not asked after the last exit.
@@ -126,22 +133,50 @@ func stageMS(p *profile.Profile, i int) float64 {
 	return p.Stages[i].LatencyMS.P95
 }
 
-// stageMJ is the profiled energy of stage i.
-//
-// Profiles record a stage's mean energy; a hard energy limit needs a
-// cautious figure, so the mean is scaled by the stage's p95/mean latency
-// ratio (energy meters integrate power over the stage's time, so a slow
-// run costs proportionally more).
-func stageMJ(p *profile.Profile, i int) float64 {
+// energyQ selects a figure of a stage's energy distribution.
+type energyQ int
+
+const (
+	energyMean energyQ = iota // what a stage typically costs
+	energyP95                 // a cautious figure, for a hard limit
+	energyP99                 // what an energy budget reserves
+)
+
+// stageEnergy is a figure of stage i's profiled energy: the mean, or a
+// quantile of its measured energies. A profile without energy quantiles
+// (written before they were recorded) scales the mean by the stage's
+// latency quantile ÷ mean (meters integrate power over time, so a slow run
+// costs proportionally more).
+func stageEnergy(p *profile.Profile, i int, q energyQ) float64 {
 	if p == nil || i >= len(p.Stages) {
 		return 0
 	}
 	s := p.Stages[i]
-	if s.LatencyMS.Mean > 0 && s.LatencyMS.P95 > s.LatencyMS.Mean {
-		return s.EnergyMJ * s.LatencyMS.P95 / s.LatencyMS.Mean
+	if q == energyMean {
+		return s.EnergyMJ
+	}
+	eq, lat := s.EnergyQuantilesMJ.P95, s.LatencyMS.P95
+	if q == energyP99 {
+		eq, lat = s.EnergyQuantilesMJ.P99, s.LatencyMS.P99
+	}
+	if eq > 0 {
+		return max(eq, s.EnergyMJ)
+	}
+	if s.LatencyMS.Mean > 0 && lat > s.LatencyMS.Mean {
+		return s.EnergyMJ * lat / s.LatencyMS.Mean
 	}
 	return s.EnergyMJ
 }
+
+// stageMJ is the cautious (p95) profiled energy of stage i, what a hard
+// energy limit checks a stage against before starting it.
+func stageMJ(p *profile.Profile, i int) float64 { return stageEnergy(p, i, energyP95) }
+
+// firstStageMJ is what an energy limit checks stage 0 against: its mean.
+// Exit 1 is the least a request can be served, so a cautious figure would
+// only refuse requests that would most likely have fitted; whether one that
+// is served fits is judged on what it measured.
+func firstStageMJ(p *profile.Profile) float64 { return stageEnergy(p, 0, energyMean) }
 
 // exitAccuracy is the profiled accuracy of exit k (1-based).
 func exitAccuracy(p *profile.Profile, k int) float64 {
@@ -221,7 +256,7 @@ func numExits(s *Step, p *profile.Profile) int {
 	return 1
 }
 
-// cumMJ is the profiled energy of stages from..to-1 (0-based).
+// cumMJ is the cautious (p95) profiled energy of stages from..to-1 (0-based).
 func cumMJ(p *profile.Profile, from, to int) float64 {
 	var e float64
 	for j := from; j < to; j++ {

@@ -2,9 +2,11 @@ package policies
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -25,7 +27,7 @@ func TestEnergyBudgetExhaustion(t *testing.T) {
 	for n := range 40 {
 		at := t0.Add(time.Duration(n) * 100 * time.Millisecond)
 		o := drive(eb, p, req{arrival: at})
-		if o.act == Infeasible {
+		if o.act == Shed {
 			shed++
 			continue
 		}
@@ -121,7 +123,7 @@ func TestEnergyBudgetStageLimit(t *testing.T) {
 	if o.exit != 1 { // 1 mJ left: exit 1 exactly
 		t.Fatalf("served exit %d (%v), want 1", o.exit, o.act)
 	}
-	if o = drive(eb, synthetic(), req{arrival: t0.Add(2 * time.Second)}); o.act != Infeasible {
+	if o = drive(eb, synthetic(), req{arrival: t0.Add(2 * time.Second)}); o.act != Shed {
 		t.Fatalf("empty budget: %v exit %d", o.act, o.exit)
 	}
 	if spent, left := eb.Spent(t0.Add(3 * time.Second)); spent != 4 || left != 0 {
@@ -252,5 +254,31 @@ func TestAdaptiveSignals(t *testing.T) {
 	}
 	if o := drive(newAdaptive(t, nil), synthetic(), req{bound: schema.Bound{EnergyMJ: f(3)}}); o.exit != 2 {
 		t.Fatalf("energy hard limit: exit %d", o.exit)
+	}
+}
+
+// TestEnergyBudgetIsAHardLimit: a request the budget cannot cover is Shed
+// (never left to the tenant's infeasible setting), and a request the
+// tenant may be served late (a deadline exit 1 cannot meet) has exit 1
+// reserved first, so serving it never overdraws the budget.
+func TestEnergyBudgetIsAHardLimit(t *testing.T) {
+	p := synthetic()
+	for i := range p.Stages { // measured spread: p99 = 1.5 × mean
+		m := p.Stages[i].EnergyMJ
+		p.Stages[i].EnergyQuantilesMJ = profile.Quantiles{Mean: m, P50: m, P95: 1.3 * m, P99: 1.5 * m}
+	}
+	eb := newBudget(t, 0.005, 60) // 5 mJ; stage 1 reserves 1.5 mJ, the guard is 1.5 mJ
+	late := schema.Bound{LatencyMS: f(1)}
+	var acts []Action
+	for n := range 4 {
+		o := drive(eb, p, req{bound: late, arrival: t0.Add(time.Duration(n) * time.Millisecond)})
+		acts = append(acts, o.act)
+	}
+	want := []Action{Infeasible, Infeasible, Shed, Shed}
+	if !slices.Equal(acts, want) {
+		t.Fatalf("late-bound requests: %v, want %v", acts, want)
+	}
+	if spent, _ := eb.Spent(t0.Add(time.Second)); spent != 3 {
+		t.Fatalf("charged %.3f mJ for two exit-1 reservations, want 3", spent)
 	}
 }

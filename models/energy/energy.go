@@ -1,7 +1,7 @@
 // Package energy measures the energy that a piece of work (one model stage)
 // costs, from whichever source the device offers: the Jetson INA3221 power
 // monitor, Intel RAPL counters, or, as a fallback, a model of configured watts
-// times compute time.
+// times the CPU time of the thread that ran the work (Measure).
 //
 // All readers take a root folder ("/" in production) under which they look for
 // sysfs, so tests can run the real readers on fake trees.
@@ -31,9 +31,11 @@ type Meter interface {
 
 // Reading is one measurement in progress, begun by Meter.Start.
 type Reading interface {
-	// Stop returns the millijoules spent since Start. busy is the compute
-	// time of the work: the model meter uses it (mJ = W × ms), the INA3221
-	// and RAPL meters ignore it and use their own power or counter readings.
+	// Stop returns the millijoules spent since Start. busy is the CPU time
+	// of the thread that ran the work (Measure passes it): the model meter
+	// uses it (mJ = W × ms), so time spent descheduled is never charged;
+	// the INA3221 and RAPL meters ignore it and use their own power or
+	// counter readings.
 	// A failure to read the source at Start is reported here. Stop does not
 	// change the Reading: every call measures from the same Start.
 	Stop(busy time.Duration) (mJ float64, err error)
@@ -45,7 +47,7 @@ const (
 	KindINA3221 = "ina3221"
 	// KindRAPL is Intel RAPL through the powercap sysfs interface.
 	KindRAPL = "rapl"
-	// KindModel is the estimate Options.Watts × busy time.
+	// KindModel is the estimate Options.Watts × the work's CPU time.
 	KindModel = "model"
 	// KindAuto picks the first available source, as Detect does.
 	KindAuto = "auto"
@@ -134,7 +136,7 @@ func Detect(root string, opts Options) (Meter, error) {
 	return m, nil
 }
 
-// model estimates energy as watts × busy time.
+// model estimates energy as watts × busy (CPU) time.
 type model struct{ watts float64 }
 
 func newModel(opts Options) (*model, error) {

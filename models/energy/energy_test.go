@@ -560,3 +560,55 @@ func TestDetect(t *testing.T) {
 		})
 	}
 }
+
+// TestMeasureChargesCPUTime: the model meter charges the thread's CPU
+// time, so work that mostly waits (descheduled, here asleep) costs far less
+// than its wall time, and work that computes is charged what it ran.
+func TestMeasureChargesCPUTime(t *testing.T) {
+	m, err := energy.New("model", "", energy.Options{Watts: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := energy.ThreadCPU(); !ok {
+		t.Skip("no per-thread CPU clock here")
+	}
+	tests := []struct {
+		name string
+		work func() error
+		// cpuOverWall bounds the CPU ÷ wall ratio the work must show.
+		lo, hi float64
+	}{
+		{"asleep", func() error { time.Sleep(30 * time.Millisecond); return nil }, 0, 0.5},
+		{"computing", func() error { spin(20 * time.Millisecond); return nil }, 0.01, 1.05},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := energy.Measure(m, tc.work)
+			if err != nil || w.MeterErr != nil {
+				t.Fatal(err, w.MeterErr)
+			}
+			r := float64(w.CPU) / float64(w.Wall)
+			if r < tc.lo || r > tc.hi || w.CPU <= 0 {
+				t.Fatalf("CPU %v over wall %v = %.3f, want in [%v, %v]", w.CPU, w.Wall, r, tc.lo, tc.hi)
+			}
+			if want := 10 * float64(w.CPU) / float64(time.Millisecond); !near(w.MJ, want) {
+				t.Fatalf("charged %v mJ, want 10 W × CPU %v = %v mJ", w.MJ, w.CPU, want)
+			}
+		})
+	}
+	boom := errors.New("boom")
+	if _, err := energy.Measure(m, func() error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("work error %v, want boom", err)
+	}
+}
+
+// spin computes for about d of wall time.
+func spin(d time.Duration) {
+	x := 1.0
+	for t0 := time.Now(); time.Since(t0) < d; {
+		for range 1000 {
+			x = x*1.0000001 + 1e-9
+		}
+	}
+	_ = x
+}

@@ -49,12 +49,20 @@ type Quantiles struct {
 	Mean float64 `json:"mean"`
 }
 
-// StageStats is one stage's cost for a batch of one.
+// StageStats is one stage's cost for a batch of one, every figure measured
+// by energy.Measure (the profiler and the agent's live profile alike).
 type StageStats struct {
-	Stage     int       `json:"stage"`
-	Runs      int       `json:"runs"`
+	Stage int `json:"stage"`
+	Runs  int `json:"runs"`
+	// LatencyMS is the stage's wall time, what a deadline sees.
 	LatencyMS Quantiles `json:"latency_ms"`
-	EnergyMJ  float64   `json:"energy_mj"`
+	// CPUMS is the CPU time of the thread that ran the stage: its work,
+	// without time spent descheduled (the model meter charges this).
+	CPUMS Quantiles `json:"cpu_ms"`
+	// EnergyMJ is the stage's mean energy; EnergyQuantilesMJ its
+	// distribution (zero in profiles written before it was recorded).
+	EnergyMJ          float64   `json:"energy_mj"`
+	EnergyQuantilesMJ Quantiles `json:"energy_quantiles_mj"`
 }
 
 // ExitStats is what stopping at one exit (1-based) delivers and costs,
