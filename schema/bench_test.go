@@ -72,3 +72,21 @@ func BenchmarkEncodeResult(b *testing.B) {
 		})
 	}
 }
+
+// A control message with every field, JSON as tenants send it.
+func BenchmarkDecodeControlJSON(b *testing.B) {
+	payload := []byte(`{"bound":{"latency_ms":30,"exit":2},"policy":"deadline","model":"mnist-ee","weight":2,` +
+		`"conditions":[{"metric":"confidence","op":"greater_eq","threshold":0.9}],"params":{"joules":5,"window_s":60},` +
+		`"infeasible":"shed","queue_limit":8,"rate_limit":20}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, _, err := DecodeControl(payload, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			b.Fatal(err)
+		}
+		_ = Settings{Weight: 1}.Apply(c)
+	}
+}

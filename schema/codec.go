@@ -225,14 +225,6 @@ func readIntPtr(r reader, path string) (*int, *Error) {
 	return &v, nil
 }
 
-func readStrPtr(r reader, path string) (*string, *Error) {
-	s, err := r.str(path)
-	if err != nil {
-		return nil, err
-	}
-	return &s, nil
-}
-
 // fields iterates over a map, skipping nil values (absent) and calling f
 // for every other key; f reads or skips the value.
 func fields(r reader, path string, f func(key string) *Error) *Error {
@@ -454,37 +446,10 @@ func readConditions(r reader) ([]Condition, *Error) {
 
 func decodeControl(r reader, c *Control) *Error {
 	err := fields(r, "", func(k string) *Error {
-		var err *Error
-		switch k {
-		case "bound":
-			c.Bound = &Bound{}
-			err = readBound(r, "bound", c.Bound)
-		case "policy":
-			c.Policy, err = readStrPtr(r, "policy")
-		case "model":
-			c.Model, err = readStrPtr(r, "model")
-		case "weight":
-			c.Weight, err = readFloatPtr(r, "weight")
-		case "conditions":
-			c.Conditions, err = readConditions(r)
-		case "params":
-			c.Params, err = readParams(r, "params")
-			if err == nil && c.Params == nil {
-				c.Params = map[string]float64{}
-			}
-		case "infeasible":
-			c.Infeasible, err = readStrPtr(r, "infeasible")
-		case "queue_limit":
-			var v int
-			if v, err = readInt(r, "queue_limit"); err == nil {
-				c.QueueLimit = &v
-			}
-		case "rate_limit":
-			c.RateLimit, err = readFloatPtr(r, "rate_limit")
-		default:
-			err = r.skip()
+		if f := settingByName[k]; f != nil {
+			return f.decodeControl(r, c)
 		}
-		return err
+		return r.skip()
 	})
 	if err != nil {
 		return err
@@ -494,33 +459,10 @@ func decodeControl(r reader, c *Control) *Error {
 
 func decodeSettings(r reader, s *Settings) *Error {
 	err := fields(r, "", func(k string) *Error {
-		var err *Error
-		switch k {
-		case "bound":
-			err = readBound(r, "bound", &s.Bound)
-		case "policy":
-			s.Policy, err = r.str("policy")
-		case "model":
-			s.Model, err = r.str("model")
-		case "weight":
-			s.Weight, err = readFloat(r, "weight")
-		case "conditions":
-			s.Conditions, err = readConditions(r)
-			if len(s.Conditions) == 0 {
-				s.Conditions = nil
-			}
-		case "params":
-			s.Params, err = readParams(r, "params")
-		case "infeasible":
-			s.Infeasible, err = r.str("infeasible")
-		case "queue_limit":
-			s.QueueLimit, err = readInt(r, "queue_limit")
-		case "rate_limit":
-			s.RateLimit, err = readFloat(r, "rate_limit")
-		default:
-			err = r.skip()
+		if f := settingByName[k]; f != nil {
+			return f.decodeSettings(r, s)
 		}
-		return err
+		return r.skip()
 	})
 	if err != nil {
 		return err

@@ -339,7 +339,8 @@ const (
 	OpGreaterEq = "greater_eq"
 )
 
-// Control is a message on <prefix>/<tenant>/control: any subset of the
+// Control is a message on <prefix>/<tenant>/control (its fields, and
+// Settings', are listed once in settings.go's settingFields): any subset of the
 // tenant's default bound, policy, model, scheduling weight and exit
 // conditions. A nil field leaves the setting as it is; a present field
 // replaces it: a present Bound replaces the whole default bound (an empty
@@ -367,8 +368,12 @@ type Control struct {
 
 // IsEmpty reports whether the control changes nothing.
 func (c *Control) IsEmpty() bool {
-	return c.Bound == nil && c.Policy == nil && c.Model == nil && c.Weight == nil &&
-		c.Conditions == nil && c.Params == nil && c.Infeasible == nil && c.QueueLimit == nil && c.RateLimit == nil
+	for _, f := range settingFields {
+		if f.present(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // Settings are a tenant's effective settings, published (retained) on
@@ -395,43 +400,10 @@ func (s Settings) Apply(c *Control) Settings {
 	if c == nil {
 		return s
 	}
-	if c.Bound != nil {
-		s.Bound = c.Bound.clone()
-	}
-	if c.Policy != nil {
-		s.Policy = *c.Policy
-	}
-	if c.Model != nil {
-		s.Model = *c.Model
-	}
-	if c.Weight != nil {
-		s.Weight = *c.Weight
-	}
-	if c.Conditions != nil {
-		if len(c.Conditions) == 0 {
-			s.Conditions = nil
-		} else {
-			s.Conditions = append([]Condition(nil), c.Conditions...)
+	for _, f := range settingFields {
+		if f.present(c) {
+			f.apply(&s, c)
 		}
-	}
-	if c.Params != nil {
-		if len(c.Params) == 0 {
-			s.Params = nil
-		} else {
-			s.Params = make(map[string]float64, len(c.Params))
-			for k, v := range c.Params {
-				s.Params[k] = v
-			}
-		}
-	}
-	if c.Infeasible != nil {
-		s.Infeasible = *c.Infeasible
-	}
-	if c.QueueLimit != nil {
-		s.QueueLimit = *c.QueueLimit
-	}
-	if c.RateLimit != nil {
-		s.RateLimit = *c.RateLimit
 	}
 	return s
 }

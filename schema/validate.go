@@ -202,51 +202,19 @@ func metaDepthError() *Error {
 	return badRequest("meta: nested deeper than %d levels", MaxMetaDepth)
 }
 
-// Validate checks a control message: bound ranges, policy and model names at
-// most 128 bytes, weight in (0, MaxWeight], at most MaxConditions conditions
-// with known metrics and operators and finite thresholds. Failures are
-// bad_request *Errors.
+// Validate checks a control message, each present field by its rule in
+// settingFields: bound ranges, policy and model names at most 128 bytes,
+// weight in (0, MaxWeight], at most MaxConditions conditions with known
+// metrics and operators and finite thresholds, finite params, infeasible
+// late or shed, queue_limit and rate_limit ≥ 0. Failures are bad_request
+// *Errors.
 func (c *Control) Validate() error {
-	if c.Bound != nil {
-		if err := c.Bound.check("bound"); err != nil {
-			return err
+	for _, f := range settingFields {
+		if f.check != nil && f.present(c) {
+			if err := f.check(c); err != nil {
+				return err
+			}
 		}
-	}
-	if c.Policy != nil {
-		if err := checkName("policy", *c.Policy); err != nil {
-			return err
-		}
-	}
-	if c.Model != nil {
-		if err := checkName("model", *c.Model); err != nil {
-			return err
-		}
-	}
-	if w := c.Weight; w != nil && !(*w > 0 && *w <= MaxWeight) {
-		return badRequest("weight: must be in (0, %d], got %g", MaxWeight, *w)
-	}
-	if err := checkConditions(c.Conditions); err != nil {
-		return err
-	}
-	if len(c.Params) > MaxConditions {
-		return badRequest("params: %d entries, at most %d", len(c.Params), MaxConditions)
-	}
-	for k, v := range c.Params {
-		if err := checkName("params key", k); err != nil {
-			return err
-		}
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return badRequest("params.%s: must be finite", k)
-		}
-	}
-	if c.Infeasible != nil && *c.Infeasible != "" && *c.Infeasible != InfeasibleLate && *c.Infeasible != InfeasibleShed {
-		return badRequest("infeasible: %q is not late or shed", *c.Infeasible)
-	}
-	if c.QueueLimit != nil && *c.QueueLimit < 0 {
-		return badRequest("queue_limit: must be ≥ 0, got %d", *c.QueueLimit)
-	}
-	if c.RateLimit != nil && (*c.RateLimit < 0 || math.IsNaN(*c.RateLimit) || math.IsInf(*c.RateLimit, 0)) {
-		return badRequest("rate_limit: must be a finite number ≥ 0")
 	}
 	return nil
 }

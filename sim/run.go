@@ -724,11 +724,7 @@ func (tr *tenantRun) onResult(m broker.Message) {
 // controls at 0 s merged into one (nil when there are none).
 func (tr *tenantRun) initialControls() (reset, first *schema.Control) {
 	if tr.spec.Reset == nil || *tr.spec.Reset {
-		empty, one := "", 1.0
-		zero, zerof := 0, 0.0
-		reset = &schema.Control{Bound: &schema.Bound{}, Policy: &empty, Model: &empty, Weight: &one,
-			Conditions: []schema.Condition{}, Params: map[string]float64{}, Infeasible: &empty,
-			QueueLimit: &zero, RateLimit: &zerof}
+		reset = schema.ResetControl()
 	}
 	for _, spec := range tr.spec.Controls {
 		if spec.At != 0 {
@@ -737,40 +733,9 @@ func (tr *tenantRun) initialControls() (reset, first *schema.Control) {
 		if first == nil {
 			first = &schema.Control{}
 		}
-		mergeControl(first, spec.Schema())
+		first.Merge(spec.Schema())
 	}
 	return reset, first
-}
-
-// mergeControl sets in dst every field present in src.
-func mergeControl(dst, src *schema.Control) {
-	if src.Bound != nil {
-		dst.Bound = src.Bound
-	}
-	if src.Policy != nil {
-		dst.Policy = src.Policy
-	}
-	if src.Model != nil {
-		dst.Model = src.Model
-	}
-	if src.Weight != nil {
-		dst.Weight = src.Weight
-	}
-	if src.Conditions != nil {
-		dst.Conditions = src.Conditions
-	}
-	if src.Params != nil {
-		dst.Params = src.Params
-	}
-	if src.Infeasible != nil {
-		dst.Infeasible = src.Infeasible
-	}
-	if src.QueueLimit != nil {
-		dst.QueueLimit = src.QueueLimit
-	}
-	if src.RateLimit != nil {
-		dst.RateLimit = src.RateLimit
-	}
 }
 
 // publishControl publishes c, retained, as JSON (so the agent's state
@@ -855,7 +820,7 @@ func (tr *tenantRun) onState(m broker.Message) {
 		switch {
 		case refused.Error != nil:
 			ce.ev.Result, ce.ev.Error = "refused", refused.Error.Message
-		case settingsMatch(set, ce.want):
+		case set.Reflects(ce.want):
 			ce.ev.Result = "applied"
 		default:
 			continue
@@ -864,42 +829,4 @@ func (tr *tenantRun) onState(m broker.Message) {
 		close(ce.done)
 		return
 	}
-}
-
-// settingsMatch reports whether s holds every field present in c.
-func settingsMatch(s *schema.Settings, c *schema.Control) bool {
-	if c.Bound != nil {
-		a, _ := json.Marshal(c.Bound)
-		b, _ := json.Marshal(s.Bound)
-		if string(a) != string(b) {
-			return false
-		}
-	}
-	eq := func(p *string, v string) bool { return p == nil || *p == v }
-	if !eq(c.Policy, s.Policy) || !eq(c.Model, s.Model) || !eq(c.Infeasible, s.Infeasible) {
-		return false
-	}
-	if c.Weight != nil && *c.Weight != s.Weight {
-		return false
-	}
-	if c.Conditions != nil && !slices.Equal(c.Conditions, s.Conditions) {
-		return false
-	}
-	if c.Params != nil {
-		if len(c.Params) != len(s.Params) {
-			return false
-		}
-		for k, v := range c.Params {
-			if w, ok := s.Params[k]; !ok || w != v {
-				return false
-			}
-		}
-	}
-	if c.QueueLimit != nil && *c.QueueLimit != s.QueueLimit {
-		return false
-	}
-	if c.RateLimit != nil && *c.RateLimit != s.RateLimit {
-		return false
-	}
-	return true
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -214,44 +215,57 @@ type Input struct {
 	Shape []int `yaml:"shape,omitempty" json:"shape,omitempty"`
 }
 
-// ControlSpec is a control message of a scenario, published at At (see
-// schema.Control for the fields).
+// ControlSpec is a control message of a scenario, published at At: `at`
+// and the fields of a control message (schema.Control, read by its own
+// decoder, so the scenario names no setting of its own).
 type ControlSpec struct {
 	// At is when the control is published, from the start of the run.
-	At         Duration           `yaml:"at" json:"at"`
-	Bound      *BoundSpec         `yaml:"bound,omitempty" json:"bound,omitempty"`             // default bound ({} clears it)
-	Policy     *string            `yaml:"policy,omitempty" json:"policy,omitempty"`           // default policy ("" resets it)
-	Model      *string            `yaml:"model,omitempty" json:"model,omitempty"`             // default model ("" resets it)
-	Weight     *float64           `yaml:"weight,omitempty" json:"weight,omitempty"`           // scheduling weight, (0, 1000]
-	Params     map[string]float64 `yaml:"params,omitempty" json:"params,omitempty"`           // policy parameters ({} clears them)
-	Conditions []ConditionSpec    `yaml:"conditions,omitempty" json:"conditions,omitempty"`   // exit conditions, one per exit
-	Infeasible *string            `yaml:"infeasible,omitempty" json:"infeasible,omitempty"`   // late or shed
-	QueueLimit *int               `yaml:"queue_limit,omitempty" json:"queue_limit,omitempty"` // waiting requests (0: default)
-	RateLimit  *float64           `yaml:"rate_limit,omitempty" json:"rate_limit,omitempty"`   // requests/s (0: none)
+	At Duration `yaml:"at" json:"at"`
+	schema.Control
 }
 
-// ConditionSpec is one exit condition (see schema.Condition).
-type ConditionSpec struct {
-	Metric    string  `yaml:"metric" json:"metric"`       // response_time, confidence, accuracy, energy, computation, exit
-	Op        string  `yaml:"op" json:"op"`               // less, less_eq, equal, greater, greater_eq
-	Threshold float64 `yaml:"threshold" json:"threshold"` // compared with the metric
+// UnmarshalYAML reads `at` and the control's fields; a key that is
+// neither is an error, as everywhere in a scenario.
+func (c *ControlSpec) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a control is a map of at and control fields", n.Line)
+	}
+	known := schema.SettingNames()
+	rest := map[string]any{}
+	*c = ControlSpec{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch {
+		case k.Value == "at":
+			if err := v.Decode(&c.At); err != nil {
+				return err
+			}
+		case slices.Contains(known, k.Value):
+			var val any
+			if err := v.Decode(&val); err != nil {
+				return err
+			}
+			rest[k.Value] = val
+		default:
+			return fmt.Errorf("line %d: field %s not found in a control (at, %s)", k.Line, k.Value, strings.Join(known, ", "))
+		}
+	}
+	j, err := json.Marshal(rest)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	ctl, _, err := schema.DecodeControl(j, 0)
+	if err != nil {
+		return fmt.Errorf("line %d: %s", n.Line, schemaMessage(err))
+	}
+	c.Control = *ctl
+	return nil
 }
 
 // Schema returns the control as sent on the wire.
 func (c *ControlSpec) Schema() *schema.Control {
-	out := &schema.Control{Policy: c.Policy, Model: c.Model, Weight: c.Weight, Params: c.Params,
-		Infeasible: c.Infeasible, QueueLimit: c.QueueLimit, RateLimit: c.RateLimit}
-	if c.Bound != nil {
-		b := c.Bound.Schema()
-		out.Bound = &b
-	}
-	if c.Conditions != nil {
-		out.Conditions = make([]schema.Condition, len(c.Conditions))
-		for i, k := range c.Conditions {
-			out.Conditions[i] = schema.Condition{Metric: k.Metric, Op: k.Op, Threshold: k.Threshold}
-		}
-	}
-	return out
+	out := c.Control
+	return &out
 }
 
 // Variant is one entry of Scenario.Compare: the settings every tenant gets
@@ -472,7 +486,7 @@ func checkBound(key string, b *BoundSpec) error {
 func checkControl(key string, c *ControlSpec) error {
 	sc := c.Schema()
 	if sc.IsEmpty() {
-		return fmt.Errorf("%s: sets nothing (give bound, policy, model, weight, params, conditions, infeasible, queue_limit or rate_limit)", key)
+		return fmt.Errorf("%s: sets nothing (give any of %s)", key, strings.Join(schema.SettingNames(), ", "))
 	}
 	if err := sc.Validate(); err != nil {
 		return fmt.Errorf("%s.%s", key, schemaMessage(err))

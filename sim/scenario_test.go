@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/delen-edge/delen/schema"
 )
 
 func contains(s string, subs ...string) bool {
@@ -123,6 +125,8 @@ func TestScenarioErrorsNameTheKey(t *testing.T) {
 		{base + "    arrival: {process: poisson, rate: 1}\n    input: {source: camera}\n", `tenants[0].input.source: "camera"`},
 		{base + "    arrival: {process: poisson, rate: 1}\n    input: {shape: [3, 4]}\n", "tenants[0].input.shape: MNIST images"},
 		{base + "    arrival: {process: poisson, rate: 1}\n    controls: [{at: 1s}]\n", "tenants[0].controls[0]: sets nothing"},
+		{base + "    arrival: {process: poisson, rate: 1}\n    controls: [{at: 1s, wieght: 2}]\n", "field wieght not found in a control"},
+		{base + "    arrival: {process: poisson, rate: 1}\n    controls: [{at: 1s, weight: heavy}]\n", "weight: expected a number"},
 		{base + "    arrival: {process: poisson, rate: 1}\n    controls: [{at: 20s, weight: 1}]\n", "tenants[0].controls[0].at: 20s is outside"},
 		{base + "    arrival: {process: poisson, rate: 1}\n    controls: [{at: 2s, weight: 1}, {at: 1s, weight: 2}]\n", "tenants[0].controls[1].at: controls must be in time order"},
 		{base + "    arrival: {process: poisson, rate: 1}\n    controls: [{at: 1s, weight: 5000}]\n", "tenants[0].controls[0].weight: must be in (0, 1000]"},
@@ -143,9 +147,9 @@ func TestScenarioErrorsNameTheKey(t *testing.T) {
 func TestDeadlineFollowsBoundAndControls(t *testing.T) {
 	lat := func(v float64) *float64 { return &v }
 	tr := &tenantRun{spec: &Tenant{Controls: []ControlSpec{
-		{At: 0, Bound: &BoundSpec{LatencyMS: lat(10)}},
-		{At: Duration(5 * time.Second), Weight: lat(2)},
-		{At: Duration(8 * time.Second), Bound: &BoundSpec{Accuracy: lat(0.9)}},
+		{At: 0, Control: schema.Control{Bound: &schema.Bound{LatencyMS: lat(10)}}},
+		{At: Duration(5 * time.Second), Control: schema.Control{Weight: lat(2)}},
+		{At: Duration(8 * time.Second), Control: schema.Control{Bound: &schema.Bound{Accuracy: lat(0.9)}}},
 	}}}
 	for _, c := range []struct {
 		at   time.Duration
