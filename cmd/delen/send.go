@@ -43,7 +43,7 @@ func newSendCmd(g *globals) *cobra.Command {
   delen send --tenant cam1 --mnist 0 --exit 1 --json    # stop at exit 1, print the result as JSON
   delen send --tenant cam1 --mnist 8 --confidence 0.99 --latency-ms 5
   delen send --tenant cam1 --file request.json          # a request written by hand (JSON or msgpack)
-  delen send --tenant cam1 --image frame.jpg            # a JPEG or PNG file, decoded and resized by the agent
+  delen send --tenant cam1 --image deploy/clients/mnist-7.png   # a JPEG or PNG file, decoded and resized by the agent
   DELEN_MQTT_PASSWORD=secret delen send --tenant cam1 --mnist 3   # with serve --tenants`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -107,6 +107,15 @@ func TestSendOutput(t *testing.T) {
 	if res.ID != "j1" || res.Status != schema.StatusOK || res.Class == nil || res.Label == nil || *res.Label != 7 {
 		t.Fatalf("send --json: %+v", res)
 	}
+
+	// The README's --image example: the shipped PNG of the same digit.
+	res.Class = nil
+	if err := json.Unmarshal([]byte(run(t, "send", "--broker", a.broker, "--tenant", "cam1", "--image", "../../deploy/clients/mnist-7.png", "--json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != schema.StatusOK || res.Class == nil || *res.Class != 7 {
+		t.Fatalf("send --image mnist-7.png: %+v", res)
+	}
 }
 
 // `delen models inspect` reads the profile the running agent holds (its

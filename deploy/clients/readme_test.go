@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,5 +156,26 @@ func TestNodeModulesIgnored(t *testing.T) {
 		if err := exec.Command(git, "check-ignore", "-q", p).Run(); err != nil {
 			t.Errorf("git does not ignore deploy/clients/%s", p)
 		}
+	}
+}
+
+// The README's --image example is the same digit as a PNG file.
+func TestSamplePNGIsMNISTTestImage0(t *testing.T) {
+	f, err := os.Open("mnist-7.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := mnist.Test()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := img.(*image.Gray)
+	if !ok || g.Rect.Dx() != mnist.Side || g.Rect.Dy() != mnist.Side || !bytes.Equal(g.Pix, set.Images[0]) {
+		t.Fatalf("mnist-7.png is not MNIST test image 0 (%T %v)", img, img.Bounds())
 	}
 }
