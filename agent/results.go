@@ -46,13 +46,13 @@ type dedupeStore interface {
 
 // results is the last step of the request path, after nats-server's
 // pattern of many messages, one write: a committer takes everything that
-// gathered while it was busy, stamps and encodes the jobs' results, commits
-// the group's dedupe records in one Badger transaction, then hands every
-// result to the MQTT client without waiting (paho tokens); an acker waits
-// for the PUBACKs in the order the results were published and only then
-// acknowledges the requests, records metrics and history, and gives the
-// requests' places in the intake window back. No goroutine waits per
-// result.
+// gathered while it was busy, stamps and encodes the jobs' results, and
+// commits the group's dedupe records in one Badger transaction; one of a
+// few ackers then hands every result of the group to the MQTT client
+// without waiting (paho tokens), waits for the PUBACKs in the order the
+// results were published and only then acknowledges the requests, records
+// metrics and history, and gives the requests' places in the intake window
+// back. No goroutine waits per result.
 type results struct {
 	a     *Agent
 	store dedupeStore
@@ -101,7 +101,12 @@ func (r *results) addJobs(js []*job) {
 func (r *results) start(pub publisher) {
 	r.pub = pub
 	go r.commitLoop()
-	go r.ackLoop()
+	var wg sync.WaitGroup
+	for i := 0; i < ackers; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.ackLoop() }()
+	}
+	go func() { wg.Wait(); close(r.stopped) }()
 }
 
 // close lets the committer finish what is queued, then stops both loops;
@@ -155,8 +160,8 @@ func (r *results) commitLoop() {
 	}
 }
 
-// commit encodes the group's results, writes their dedupe records in one
-// transaction, and publishes them without waiting.
+// commit encodes the group's results and writes their dedupe records in
+// one transaction; the ackers publish them.
 func (r *results) commit(group []*answer) {
 	a := r.a
 	var recs []store.DedupeEntry
@@ -193,16 +198,22 @@ func (r *results) commit(group []*answer) {
 		}
 	}
 	a.inflightMu.Unlock()
-	for _, an := range group {
-		an.pending = r.pub.PublishAsync(an.topic, an.qos, false, an.payload)
-	}
 }
 
-// ackLoop waits for each result's PUBACK, in publish order, then
-// acknowledges its requests.
+// ackers is how many groups are published and acknowledged at once. paho
+// hands every packet (publish or acknowledgement) to its one writer
+// goroutine through an unbuffered channel; with a single publisher and a
+// single acker, a machine whose cores are oversubscribed stretched each
+// hand-off and the agent fell behind at a fraction of its CPU.
+const ackers = 4
+
+// ackLoop publishes each committed group without waiting, then waits for
+// each result's PUBACK in publish order and acknowledges its requests.
 func (r *results) ackLoop() {
-	defer close(r.stopped)
 	for group := range r.acks {
+		for _, an := range group {
+			an.pending = r.pub.PublishAsync(an.topic, an.qos, false, an.payload)
+		}
 		for _, an := range group {
 			<-an.pending.Done()
 			r.a.answered(an, an.pending.Err())
