@@ -232,6 +232,7 @@ type servedModel struct {
 	m       *models.Model
 	profile atomic.Pointer[profile.Profile]
 	live    *liveProfile
+	acc     liveAccuracy
 
 	// Requests hold a reference while they are in flight; a replaced or
 	// removed model is closed when the last one lets go.
@@ -354,6 +355,12 @@ type tenant struct {
 	// unanswered counts the tenant's requests admitted and not yet
 	// published, for the queue limit.
 	unanswered atomic.Int64
+	// labelled is set once the tenant sends labels: its state then shows
+	// its model's live accuracy (stateLive: the figures last shown), in
+	// stateEnc, the encoding of its last control message.
+	labelled  atomic.Bool
+	stateEnc  schema.Encoding
+	stateLive *profile.LiveAccuracy
 }
 
 // reserve counts one more unanswered request unless the tenant already has
@@ -790,6 +797,7 @@ loop:
 		case <-tick.C:
 			a.publishStatus(ctx, "online")
 			a.persistProfiles()
+			a.publishLiveStates()
 			if fp := a.zooFingerprint(); fp != zooSeen {
 				zooSeen = fp
 				a.Reload(ctx)

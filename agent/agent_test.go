@@ -256,8 +256,10 @@ func TestServeTwoTenantsWithDifferentBounds(t *testing.T) {
 		if rc.Status != schema.StatusOK || rc.Exit != 1 || rc.Exits != 3 || rc.Tenant != "cam1" {
 			t.Errorf("cam1 result: %+v", rc)
 		}
-		if ri.Status != schema.StatusOK || ri.Exit != 3 || ri.AccuracyEst < 0.99 {
-			t.Errorf("inspect result: status %s exit %d accuracy_est %.4f, want ok at exit 3 with ≥ 0.99", ri.Status, ri.Exit, ri.AccuracyEst)
+		// Test image 0 is an easy 7: the tuned cascade answers it at an
+		// early exit whose answers are right ≥ 99% of the time.
+		if ri.Status != schema.StatusOK || ri.Exit >= 3 || ri.AccuracyEst < 0.99 {
+			t.Errorf("inspect result: status %s exit %d accuracy_est %.4f, want ok before exit 3 with ≥ 0.99", ri.Status, ri.Exit, ri.AccuracyEst)
 		}
 		for _, r := range []*schema.Result{rc, ri} {
 			if r.Class == nil || *r.Class != testSet.Label(0) || r.Confidence <= 0 || len(r.Top) != 3 {

@@ -44,7 +44,10 @@ type job struct {
 	class        int
 	top          []schema.ClassProb
 	late         bool
-	reason       string
+	// cut: a hard limit (latency, energy) stopped the job before its
+	// policy's own stopping rule fired (policies.Decision.Limit).
+	cut    bool
+	reason string
 	// plan is the request\'s entry in the scheduler\'s plan (plan.go).
 	plan jobPlan
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/delen-edge/delen/models/energy"
 	"github.com/delen-edge/delen/models/profile"
+	"github.com/delen-edge/delen/schema"
 )
 
 // Live profile refresh: the deadline and energy predictions use the
@@ -119,4 +120,170 @@ func (l *liveProfile) takeDirty() bool {
 	d := l.dirty
 	l.dirty = false
 	return d
+}
+
+// Live accuracy: every served answer to a request that carries a label
+// joins a window of the latest accWindow labelled answers of its model (one
+// agent runs on one device, so per model and device); every accEvery
+// answers the window's measured accuracy and the mean of its answers'
+// accuracy_est become the profile's Live figures, from which the accuracy
+// policy re-tunes its cascade (policies.LiveGap) and which the metrics,
+// the tenants' state and the history show.
+const (
+	accWindow = 2000
+	accEvery  = 50
+)
+
+// liveAccuracy is the window of one model's labelled answers.
+type liveAccuracy struct {
+	mu    sync.Mutex
+	right []bool
+	est   []float64
+	count int // answers seen
+}
+
+// observe adds one labelled answer; it returns the window's figures and
+// true every accEvery answers.
+func (l *liveAccuracy) observe(correct bool, est float64) (profile.LiveAccuracy, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.right) < accWindow {
+		l.right = append(l.right, correct)
+		l.est = append(l.est, est)
+	} else {
+		at := l.count % accWindow
+		l.right[at], l.est[at] = correct, est
+	}
+	l.count++
+	if l.count%accEvery != 0 {
+		return profile.LiveAccuracy{}, false
+	}
+	var right int
+	var sum float64
+	for i, ok := range l.right {
+		if ok {
+			right++
+		}
+		sum += l.est[i]
+	}
+	n := len(l.right)
+	return profile.LiveAccuracy{Samples: n, Measured: float64(right) / float64(n), Expected: sum / float64(n)}, true
+}
+
+// updateProfile replaces the model's profile by f(profile), retrying when
+// another goroutine replaced it meanwhile (live latencies and live
+// accuracy are refreshed from different goroutines).
+func (sm *servedModel) updateProfile(f func(*profile.Profile) *profile.Profile) {
+	for {
+		old := sm.profile.Load()
+		if old == nil {
+			return
+		}
+		if sm.profile.CompareAndSwap(old, f(old)) {
+			return
+		}
+	}
+}
+
+// observeLabel feeds a served answer whose request carried a label to its
+// model's live accuracy window, and publishes the window's figures when
+// they are due.
+func (a *Agent) observeLabel(j *job, r *schema.Result) {
+	if j.req.Label == nil || r.Class == nil || r.Exit == 0 {
+		return
+	}
+	j.owner.labelled.Store(true)
+	la, due := j.model.acc.observe(*j.req.Label == *r.Class, r.AccuracyEst)
+	if !due {
+		return
+	}
+	la.UpdatedAt = time.Now().UTC()
+	j.model.updateProfile(func(p *profile.Profile) *profile.Profile {
+		q := *p
+		q.Live = &la
+		return &q
+	})
+	j.model.live.markDirty()
+	a.metrics.liveAccuracy.WithLabelValues(j.model.name).Set(la.Measured)
+	a.metrics.liveAccuracyExpected.WithLabelValues(j.model.name).Set(la.Expected)
+}
+
+// markDirty asks for the profile to be persisted at the next status
+// interval.
+func (l *liveProfile) markDirty() {
+	l.mu.Lock()
+	l.dirty = true
+	l.mu.Unlock()
+}
+
+// liveState is the live accuracy a tenant's state shows: its model's
+// window (measured from labels, expected from accuracy_est, how many).
+type liveState struct {
+	Model    string  `msgpack:"model" json:"model"`
+	Measured float64 `msgpack:"measured" json:"measured"`
+	Expected float64 `msgpack:"expected" json:"expected"`
+	Samples  int     `msgpack:"samples" json:"samples"`
+}
+
+// liveStateOf is the live accuracy of the model tenant t is served with
+// (settings set), and records it as shown; nil when the tenant sends no
+// labels or the model has no figures yet.
+func (a *Agent) liveStateOf(t *tenant, set schema.Settings) *liveState {
+	if !t.labelled.Load() {
+		return nil
+	}
+	name := set.Model
+	if name == "" {
+		name = a.cfg.DefaultModel
+	}
+	sm := a.model(name)
+	if sm == nil {
+		return nil
+	}
+	defer sm.release()
+	p := sm.profile.Load()
+	if p == nil || p.Live == nil {
+		return nil
+	}
+	t.mu.Lock()
+	t.stateLive = p.Live
+	t.mu.Unlock()
+	return &liveState{Model: name, Measured: p.Live.Measured, Expected: p.Live.Expected, Samples: p.Live.Samples}
+}
+
+// publishLiveStates republishes the state of every tenant that sends
+// labels whose model's live accuracy changed since its state last showed
+// it (called at every status interval).
+func (a *Agent) publishLiveStates() {
+	a.tenantsMu.Lock()
+	type due struct {
+		name string
+		t    *tenant
+	}
+	var list []due
+	for name, t := range a.tenants {
+		if t.labelled.Load() {
+			list = append(list, due{name, t})
+		}
+	}
+	a.tenantsMu.Unlock()
+	for _, d := range list {
+		set := d.t.get()
+		name := set.Model
+		if name == "" {
+			name = a.cfg.DefaultModel
+		}
+		sm := a.model(name)
+		if sm == nil {
+			continue
+		}
+		live := sm.profile.Load().Live
+		sm.release()
+		d.t.mu.Lock()
+		shown, enc := d.t.stateLive, d.t.stateEnc
+		d.t.mu.Unlock()
+		if live != nil && live != shown {
+			a.publishState(d.name, set, enc, nil)
+		}
+	}
 }

@@ -27,6 +27,10 @@ type Metrics struct {
 	historyWritten prometheus.Counter
 	historyDropped prometheus.Counter
 	historyTrimmed prometheus.Counter
+	// liveAccuracy and liveAccuracyExpected are a model's live accuracy
+	// window (agent/liveprofile.go): measured from labels, and promised by
+	// the answers' accuracy_est.
+	liveAccuracy, liveAccuracyExpected *prometheus.GaugeVec
 }
 
 func newMetrics() *Metrics {
@@ -64,10 +68,14 @@ func newMetrics() *Metrics {
 			Help: "History records lost (queue full or store failing)."}),
 		historyTrimmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "delen_history_trimmed_total",
 			Help: "History records deleted to keep each tenant's newest HistoryMaxRecords."}),
+		liveAccuracy: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "delen_live_accuracy_ratio",
+			Help: "Share of the model's latest labelled answers (up to 2000) that were right."}, []string{"model"}),
+		liveAccuracyExpected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "delen_live_accuracy_expected_ratio",
+			Help: "Mean accuracy_est of the same answers: what the calibration promised."}, []string{"model"}),
 	}
 	m.reg.MustRegister(m.requests, m.exits, m.latency, m.stageSeconds, m.batchSize, m.energy, m.queueDepth,
 		m.boundMisses, m.deduped, m.dropped, m.brokerUp, m.storeErrors, m.historyWritten, m.historyDropped, m.historyTrimmed,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.liveAccuracy, m.liveAccuracyExpected, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

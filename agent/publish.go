@@ -25,6 +25,10 @@ func (a *Agent) record(j *job, r *schema.Result) store.Record {
 		ok := *j.req.Label == *r.Class
 		rec.Correct = &ok
 	}
+	if p := j.model.profile.Load(); p != nil && p.Live != nil {
+		v := p.Live.Measured
+		rec.LiveAccuracy = &v
+	}
 	return rec
 }
 
@@ -177,7 +181,14 @@ func (a *Agent) checkDefaultExit(set schema.Settings) error {
 // publishState publishes a tenant's effective settings, retained; a
 // refused control message is reported in "error" next to them.
 func (a *Agent) publishState(tenantName string, set schema.Settings, enc schema.Encoding, refused error) {
-	payload, err := stateEncoding(set, refused, enc)
+	var live *liveState
+	if t := a.tenantFor(tenantName); t != nil {
+		t.mu.Lock()
+		t.stateEnc = enc
+		t.mu.Unlock()
+		live = a.liveStateOf(t, set)
+	}
+	payload, err := stateEncoding(set, refused, live, enc)
 	if err != nil {
 		a.log.Error("encode state", "err", err)
 		return
@@ -198,19 +209,21 @@ func (a *Agent) publishState(tenantName string, set schema.Settings, enc schema.
 
 // stateEncoding encodes a tenant's settings for the state topic; when a
 // control message was refused, the state carries the error next to the
-// settings that stay in force.
-func stateEncoding(set schema.Settings, refused error, enc schema.Encoding) ([]byte, error) {
-	if refused == nil {
+// settings that stay in force; with live set, the live accuracy of the
+// tenant's model.
+func stateEncoding(set schema.Settings, refused error, live *liveState, enc schema.Encoding) ([]byte, error) {
+	if refused == nil && live == nil {
 		return schema.EncodeSettings(&set, enc)
 	}
 	var e *schema.Error
-	if !errors.As(refused, &e) {
+	if refused != nil && !errors.As(refused, &e) {
 		e = &schema.Error{Code: schema.CodeBadRequest, Message: refused.Error()}
 	}
 	st := struct {
 		schema.Settings `msgpack:",inline"`
-		Error           *schema.Error `msgpack:"error" json:"error"`
-	}{set, e}
+		Error           *schema.Error `msgpack:"error,omitempty" json:"error,omitempty"`
+		Live            *liveState    `msgpack:"live_accuracy,omitempty" json:"live_accuracy,omitempty"`
+	}{set, e, live}
 	if enc == schema.JSON {
 		return json.Marshal(st)
 	}

@@ -233,6 +233,7 @@ func (a *Agent) encodeJob(an *answer) {
 		met := policies.BoundMet(j.bound, policies.Outcome{
 			Exit: r.Exit, LatencyMS: ms(now.Sub(j.origin)), EnergyMJ: r.EnergyMJ, Confidence: r.Confidence,
 			AccuracyEst: r.AccuracyEst, Last: r.Exit == r.Exits,
+			AccuracyRule: policies.HonoursAccuracy(j.policy), Cut: j.cut,
 		})
 		if j.late {
 			// The policy found the bound infeasible and the tenant chose to
@@ -275,6 +276,7 @@ func (a *Agent) answered(an *answer, err error) {
 		j.owner.unanswered.Add(-1)
 		if err == nil {
 			a.observe(j, j.result)
+			a.observeLabel(j, j.result)
 			if j.result.Status != schema.StatusError {
 				a.hist.add(a.record(j, j.result))
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/energy"
+	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
 )
@@ -108,6 +109,7 @@ func (a *Agent) before(j *job, done *[]*job) bool {
 		j.late = true
 	case d.Action != policies.Continue && j.done > 0:
 		j.reason = d.Reason
+		j.cut = d.Limit
 		a.finish(j, "", done)
 		return false
 	}
@@ -126,6 +128,7 @@ func (a *Agent) after(j *job, done *[]*job) {
 	d := j.policy.After(a.policyStep(j, time.Now()), p)
 	if d.Action != policies.Continue {
 		j.reason = d.Reason
+		j.cut = d.Limit
 		a.finish(j, "", done)
 		return
 	}
@@ -195,7 +198,8 @@ func (a *Agent) runStage(jobs []*job) error {
 		a.sched.observeStage(policies.StageWorkMS(m.profile.Load(), exit-1), ms(dt))
 	}
 	if len(jobs) == 1 && m.live.observe(exit-1, w, mj) {
-		m.profile.Store(m.live.refresh(m.profile.Load(), time.Now()))
+		now := time.Now()
+		m.updateProfile(func(p *profile.Profile) *profile.Profile { return m.live.refresh(p, now) })
 	}
 	a.metrics.stageSeconds.WithLabelValues(m.name, strconv.Itoa(exit)).Observe(dt.Seconds())
 	a.metrics.batchSize.Observe(float64(len(jobs)))
@@ -248,7 +252,8 @@ func (a *Agent) finish(j *job, status string, done *[]*job) {
 	} else {
 		class := j.class
 		r.Exit, r.Class, r.Confidence, r.Top = j.done, &class, j.conf, j.top
-		r.AccuracyEst = policies.ExpectedAccuracy(j.model.profile.Load(), j.done, j.conf)
+		r.AccuracyEst = policies.EstimateAccuracy(j.policy,
+			&policies.Step{Bound: j.bound, Exits: j.model.m.Exits(), Done: j.done, Confidence: j.conf}, j.model.profile.Load())
 		r.Status = schema.StatusOK
 	}
 	j.result = r

@@ -8,32 +8,45 @@ import (
 	"github.com/delen-edge/delen/models/profile"
 )
 
-// AccuracyPolicy ("accuracy") keeps the expected accuracy of what is
-// served ≥ the request's bound.accuracy (else the tenant's
-// Params["accuracy"]) at the least expected cost. With the profile's
-// validation data it serves a tuned cascade (see TuneThresholds): exit k
+// AccuracyPolicy ("accuracy") keeps the accuracy of what is served ≥ the
+// request's bound.accuracy (else the tenant's Params["accuracy"]) at the
+// least expected cost. With the profile's calibration data
+// (profile.Validation) it serves a tuned cascade (TuneWithMargin): exit k
 // stops a request whose top-1 confidence reaches the exit's threshold, so
-// easy inputs leave early and hard ones go on, where "at least the bound
-// on average" holds on the validation samples. The cost minimised is the
-// cumulative p50 stage latency, or the exits' FLOPs when the profile has
-// no latencies, or the number of stages.
+// easy inputs leave early and hard ones go on, where the cascade's accuracy
+// on the calibration samples is ≥ the target with a margin for sampling
+// error (the one-sided Clopper-Pearson lower bound at level 1 − Alpha; see
+// RequiredCorrect). The cost minimised is the cumulative p50 stage
+// latency, or the exits' FLOPs when the profile has no latencies, or the
+// number of stages.
 //
-// Without validation data (or when it does not match the model) it falls
-// back to the simple rule: stop at the first exit whose profiled accuracy
-// reaches the bound. A bound above the full model's validation accuracy
-// runs the full model. The latency deadline, energy budget and fixed exit
-// of the bound are hard limits, as in BoundPolicy; without any accuracy
-// target the request runs the full model.
+// Online re-tuning: the agent keeps, per model and device, a window of the
+// latest labelled answers (profile.Live); when their measured accuracy is
+// below what their accuracy_est promised, the target the cascade is tuned
+// for is raised by the difference (LiveGap), so a calibration set that
+// flatters the model in service is corrected from the labels tenants send.
 //
-// Tuned thresholds are cached per validation data set (pointer) and
-// target, with the costs they were tuned for: the agent refreshes profile
-// latencies from live runs every few dozen stages, sharing the validation
-// data, so a refreshed profile reuses the cascade unless some exit's cost
-// moved by more than 10% (then it is tuned again, ~10 ms for 10,000
-// samples). An AccuracyPolicy is safe for concurrent use.
+// Without calibration data (or when it does not match the model) it falls
+// back to the static rule: stop at the first exit whose profiled accuracy
+// reaches the bound. A target above what the full model reaches (with the
+// margin) runs the full model. The latency deadline, energy bound and
+// fixed exit of the bound are hard limits, as in BoundPolicy; a request
+// they stop before the cascade's rule fired is reported as missing its
+// accuracy bound (Decision.Limit, BoundMet). Without any accuracy target
+// the request runs the full model.
+//
+// Tuned thresholds are cached per calibration data set (pointer) and
+// effective target, with the costs they were tuned for: the agent
+// refreshes profile latencies from live runs every few dozen stages,
+// sharing the calibration data, so a refreshed profile reuses the cascade
+// unless some exit's cost moved by more than 10% (then it is tuned again,
+// ~10 ms for 10,000 samples). An AccuracyPolicy is safe for concurrent use.
 type AccuracyPolicy struct {
 	// Target is the tenant's default accuracy target; 0 means none.
 	Target float64
+	// Alpha is the margin's one-sided error level (MarginAlpha by
+	// default; 0: no margin).
+	Alpha float64
 
 	mu    sync.Mutex
 	cache map[tuneKey]*tuned
@@ -46,6 +59,7 @@ const maxTuneCache = 64
 type tuneKey struct {
 	v      *profile.Validation
 	target float64
+	alpha  float64
 }
 
 // tuned is a cache entry: the cascade and the costs it was tuned for.
@@ -74,26 +88,39 @@ func near(a, b []float64) bool {
 // Tuned is the cascade an AccuracyPolicy serves for one profile and
 // target, for reports.
 type Tuned struct {
+	// Target is the accuracy the cascade was tuned for: the bound plus
+	// LiveGap (capped at 1).
+	Target float64
 	// Thresholds are the per-exit thresholds of exits 1..K-1 (NeverStop:
-	// the exit never stops); nil when the simple rule is used.
+	// the exit never stops); nil when the static rule is used.
 	Thresholds []float64
-	// ExpAccuracy and ExpCost are the cascade's expected accuracy and mean
-	// cost on the validation samples; CostUnit names the cost.
+	// ExpAccuracy and ExpCost are the cascade's accuracy and mean cost on
+	// the calibration samples; CostUnit names the cost.
 	ExpAccuracy, ExpCost float64
 	CostUnit             string
-	// OK is false when the target is above the full model's accuracy (the
-	// full model is served) or when there is no usable validation data.
+	// ExitAccuracy is, per exit, the accuracy of the calibration samples
+	// the cascade serves there (0 when it serves none): the expected
+	// accuracy of an answer the cascade gives at that exit.
+	ExitAccuracy []float64
+	// OK is false when the target is above what the full model reaches
+	// with the margin (the full model is served) or when there is no
+	// usable calibration data.
 	OK bool
 }
 
 // NewAccuracy makes an accuracy policy. Params: "accuracy" (in (0, 1],
-// default none: the request's bound sets it).
+// default none: the request's bound sets it), "alpha" (the margin's error
+// level in [0, 0.5], default MarginAlpha).
 func NewAccuracy(ps Params) (*AccuracyPolicy, error) {
 	a, err := ps.num("accuracy", 0, 0, 1)
 	if err != nil {
 		return nil, err
 	}
-	return &AccuracyPolicy{Target: a}, nil
+	alpha, err := ps.num("alpha", MarginAlpha, 0, 0.5)
+	if err != nil {
+		return nil, err
+	}
+	return &AccuracyPolicy{Target: a, Alpha: alpha}, nil
 }
 
 // Name implements Policy.
@@ -114,20 +141,12 @@ func (ap *AccuracyPolicy) Before(s *Step, p *profile.Profile) Decision {
 
 // After implements Policy.
 func (ap *AccuracyPolicy) After(s *Step, p *profile.Profile) Decision {
-	k := s.Done
 	if d, ok := boundExitReached(s); ok {
 		return d
 	}
 	if target := ap.target(s); target > 0 {
-		tu := ap.Tune(p, target)
-		switch {
-		case tu.Thresholds != nil:
-			if k-1 < len(tu.Thresholds) && s.Confidence >= tu.Thresholds[k-1] {
-				return stop(fmt.Sprintf("confidence %.3f ≥ tuned threshold %.3f of exit %d (expected accuracy %.4f ≥ %.4f)",
-					s.Confidence, tu.Thresholds[k-1], k, tu.ExpAccuracy, target))
-			}
-		case exitAccuracy(p, k) >= target:
-			return stop(fmt.Sprintf("exit %d accuracy %.4f ≥ %.4f", k, exitAccuracy(p, k), target))
+		if d, ok := ap.rule(s, p, target); ok {
+			return d
 		}
 	}
 	if d := hardLimits(s, p); d.Action != Continue {
@@ -136,15 +155,78 @@ func (ap *AccuracyPolicy) After(s *Step, p *profile.Profile) Decision {
 	return run("accuracy target not reached")
 }
 
+// rule is the accuracy stopping rule after exit s.Done: the tuned
+// cascade's threshold, or the static rule without calibration data.
+func (ap *AccuracyPolicy) rule(s *Step, p *profile.Profile, target float64) (Decision, bool) {
+	k := s.Done
+	tu := ap.Tune(p, target)
+	switch {
+	case tu.Thresholds != nil:
+		if k-1 < len(tu.Thresholds) && s.Confidence >= tu.Thresholds[k-1] {
+			return stop(fmt.Sprintf("confidence %.3f ≥ tuned threshold %.3f of exit %d (cascade tuned for %.4f: %.4f on calibration data)",
+				s.Confidence, tu.Thresholds[k-1], k, tu.Target, tu.ExpAccuracy)), true
+		}
+	case exitAccuracy(p, k) >= target:
+		return stop(fmt.Sprintf("exit %d accuracy %.4f ≥ %.4f", k, exitAccuracy(p, k), target)), true
+	}
+	return Decision{}, false
+}
+
+// estimateAccuracy implements accuracyHonouring: an answer the tuned
+// cascade gave (its exit's threshold reached, or the last exit) is
+// credited with what the cascade reached on the calibration samples it
+// served at that exit.
+func (ap *AccuracyPolicy) estimateAccuracy(s *Step, p *profile.Profile) (float64, bool) {
+	target := ap.target(s)
+	if target <= 0 || p == nil || s.Done < 1 || s.Done > len(p.Exits) {
+		return 0, false
+	}
+	tu := ap.Tune(p, target)
+	k := s.Done
+	if tu.Thresholds == nil || k > len(tu.ExitAccuracy) || tu.ExitAccuracy[k-1] <= 0 {
+		return 0, false
+	}
+	if k == len(p.Exits) || (k-1 < len(tu.Thresholds) && s.Confidence >= tu.Thresholds[k-1]) {
+		return tu.ExitAccuracy[k-1], true
+	}
+	return 0, false
+}
+
+// maxLiveGap caps how far LiveGap raises a target.
+const maxLiveGap = 0.05
+
+// MinLiveSamples is how many labelled answers the live window needs before
+// LiveGap counts.
+const MinLiveSamples = 200
+
+// LiveGap is how much the accuracy measured in service (p.Live) falls short
+// of what the answers' accuracy_est promised, in [0, 0.05]; 0 with fewer
+// than MinLiveSamples labelled answers.
+func LiveGap(p *profile.Profile) float64 {
+	if p == nil || p.Live == nil || p.Live.Samples < MinLiveSamples {
+		return 0
+	}
+	return min(max(p.Live.Expected-p.Live.Measured, 0), maxLiveGap)
+}
+
+// effectiveTarget is the target a cascade is tuned for: the bound plus
+// LiveGap, rounded up to 1e-4 (so a gap that drifts a little does not
+// retune every time), at most 1.
+func effectiveTarget(p *profile.Profile, target float64) float64 {
+	t := target + LiveGap(p)
+	return min(math.Ceil(t*1e4-1e-6)/1e4, 1)
+}
+
 // Tune returns the cascade served for profile p and an accuracy target,
-// tuning it on p's validation data on first use. Thresholds is nil when p
-// has no usable validation data for its exits (the simple rule applies).
+// tuning it on p's calibration data on first use. Thresholds is nil when p
+// has no usable calibration data for its exits (the static rule applies).
 func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 	if p == nil || p.Validation == nil || len(p.Validation.Confidence) != len(p.Exits) {
-		return &Tuned{}
+		return &Tuned{Target: target}
 	}
+	eff := effectiveTarget(p, target)
 	cost, unit := cascadeCost(p)
-	key := tuneKey{p.Validation, target}
+	key := tuneKey{p.Validation, eff, ap.Alpha}
 	ap.mu.Lock()
 	e := ap.cache[key]
 	ap.mu.Unlock()
@@ -153,8 +235,9 @@ func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 	}
 	// Tune outside the lock: two goroutines may both tune the same key
 	// once, which is harmless, and nobody waits on an unrelated key.
-	thr, acc, c, ok := TuneThresholds(p.Validation, cost, target)
-	tu := &Tuned{Thresholds: thr, ExpAccuracy: acc, ExpCost: c, CostUnit: unit, OK: ok}
+	thr, acc, c, ok := TuneWithMargin(p.Validation, cost, eff, ap.Alpha)
+	tu := &Tuned{Target: eff, Thresholds: thr, ExpAccuracy: acc, ExpCost: c, CostUnit: unit, OK: ok,
+		ExitAccuracy: exitAccuracies(p.Validation, thr)}
 	ap.mu.Lock()
 	if ap.cache == nil || len(ap.cache) >= maxTuneCache {
 		ap.cache = map[tuneKey]*tuned{}
@@ -162,6 +245,36 @@ func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 	ap.cache[key] = &tuned{cost: cost, tu: tu}
 	ap.mu.Unlock()
 	return tu
+}
+
+// exitAccuracies is, per exit, the accuracy of the calibration samples the
+// cascade thr serves there (0 where it serves none); nil without thr.
+func exitAccuracies(v *profile.Validation, thr []float64) []float64 {
+	if thr == nil || v == nil || len(v.Confidence) == 0 {
+		return nil
+	}
+	k := len(v.Confidence)
+	right, count := make([]int, k), make([]int, k)
+	for i := range v.Confidence[0] {
+		e := k - 1
+		for j := 0; j < k-1 && j < len(thr); j++ {
+			if float64(v.Confidence[j][i]) >= thr[j] {
+				e = j
+				break
+			}
+		}
+		count[e]++
+		if v.Correct[e][i] {
+			right[e]++
+		}
+	}
+	out := make([]float64, k)
+	for e := range out {
+		if count[e] > 0 {
+			out[e] = float64(right[e]) / float64(count[e])
+		}
+	}
+	return out
 }
 
 // cascadeCost is the cumulative cost of running through each exit: p50

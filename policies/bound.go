@@ -25,10 +25,19 @@ import (
 //   - energy_mj: do not start a stage whose cautious (p95) profiled energy
 //     would take the measured energy spent so far past the bound; exit 1 is
 //     infeasible only when its mean energy is above the bound.
-//   - accuracy: stop at the first exit whose profiled accuracy reaches it.
+//   - accuracy: the tuned cascade of Accuracy (an AccuracyPolicy: per-exit
+//     confidence thresholds tuned on the calibration data with a margin for
+//     sampling error, re-tuned from live labels); with Accuracy nil (the
+//     zero value) or no calibration data, the static rule: stop at the
+//     first exit whose profiled accuracy reaches it.
 //   - confidence: stop at the first exit whose top-1 probability reaches it.
 //   - exit: run exactly to that exit.
-type BoundPolicy struct{}
+//
+// New's "bound" has an Accuracy; its zero value applies the static rule.
+type BoundPolicy struct {
+	// Accuracy tunes and caches the cascade for accuracy bounds.
+	Accuracy *AccuracyPolicy
+}
 
 // Name implements Policy.
 func (BoundPolicy) Name() string { return "bound" }
@@ -64,9 +73,9 @@ func planLatency(s *Step, p *profile.Profile, d Decision) Decision {
 	}
 	if t <= s.Done {
 		if hard < StageWorkMS(p, s.Done) {
-			return stopOrInfeasible(s.Done, fmt.Sprintf("stage %d does not fit the deadline with the work queued ahead (%.2f ms of room)", s.Done+1, hard))
+			return limitStop(s.Done, fmt.Sprintf("stage %d does not fit the deadline with the work queued ahead (%.2f ms of room)", s.Done+1, hard))
 		}
-		return Decision{Action: Stop, Reason: fmt.Sprintf("planned exit %d reached (share %.2f ms)", s.Done, fair), Target: s.Done}
+		return Decision{Action: Stop, Reason: fmt.Sprintf("planned exit %d reached (share %.2f ms)", s.Done, fair), Target: s.Done, Limit: true}
 	}
 	return Decision{Action: Continue, Reason: fmt.Sprintf("planned exit %d (room %.2f ms, share %.2f ms)", t, hard, fair), Target: t}
 }
@@ -88,7 +97,7 @@ func hardLimits(s *Step, p *profile.Profile) Decision {
 			need = firstStageMJ(p)
 		}
 		if need > *b.EnergyMJ {
-			return stopOrInfeasible(i, fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", i+1, need, *b.EnergyMJ))
+			return limitStop(i, fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", i+1, need, *b.EnergyMJ))
 		}
 	}
 	return run("within limits")
@@ -108,11 +117,11 @@ func deadlineCheck(s *Step, p *profile.Profile, marginMS float64) (Decision, boo
 		return Decision{}, false
 	}
 	reason := fmt.Sprintf("stage %d would finish %.2f ms after the deadline", i+1, float64(finish.Sub(deadline))/1e6)
-	return stopOrInfeasible(i, reason), true
+	return limitStop(i, reason), true
 }
 
 // After implements Policy.
-func (BoundPolicy) After(s *Step, p *profile.Profile) Decision {
+func (bp BoundPolicy) After(s *Step, p *profile.Profile) Decision {
 	k := s.Done
 	b := s.Bound
 	if b.Exit != nil && k >= *b.Exit {
@@ -121,10 +130,24 @@ func (BoundPolicy) After(s *Step, p *profile.Profile) Decision {
 	if b.Confidence != nil && s.Confidence >= *b.Confidence {
 		return stop(fmt.Sprintf("confidence %.3f ≥ %.3f", s.Confidence, *b.Confidence))
 	}
-	if b.Accuracy != nil && exitAccuracy(p, k) >= *b.Accuracy {
-		return stop(fmt.Sprintf("exit %d accuracy %.4f ≥ %.4f", k, exitAccuracy(p, k), *b.Accuracy))
+	if b.Accuracy != nil {
+		if bp.Accuracy != nil {
+			if d, ok := bp.Accuracy.rule(s, p, *b.Accuracy); ok {
+				return d
+			}
+		} else if exitAccuracy(p, k) >= *b.Accuracy {
+			return stop(fmt.Sprintf("exit %d accuracy %.4f ≥ %.4f", k, exitAccuracy(p, k), *b.Accuracy))
+		}
 	}
 	// Revise the plan now, so a request whose target dropped stops here
 	// instead of waiting in the queue again.
 	return planLatency(s, p, run("no stopping rule fired"))
+}
+
+// estimateAccuracy implements accuracyHonouring.
+func (bp BoundPolicy) estimateAccuracy(s *Step, p *profile.Profile) (float64, bool) {
+	if bp.Accuracy == nil || s.Bound.Accuracy == nil {
+		return 0, false
+	}
+	return bp.Accuracy.estimateAccuracy(s, p)
 }

@@ -104,6 +104,11 @@ func TestBoundMet(t *testing.T) {
 		{schema.Bound{LatencyMS: f(10)}, Outcome{LatencyMS: 9.9}, true},
 		{schema.Bound{LatencyMS: f(10)}, Outcome{LatencyMS: 10.1}, false},
 		{schema.Bound{Accuracy: f(0.9)}, Outcome{AccuracyEst: 0.89}, false},
+		// A policy that enforces the accuracy bound: missed only when a
+		// hard limit cut the request short.
+		{schema.Bound{Accuracy: f(0.9)}, Outcome{AccuracyEst: 0.6, AccuracyRule: true}, true},
+		{schema.Bound{Accuracy: f(0.9)}, Outcome{AccuracyEst: 0.99, AccuracyRule: true, Cut: true}, false},
+		{schema.Bound{LatencyMS: f(10)}, Outcome{LatencyMS: 5, Cut: true}, true},
 		{schema.Bound{EnergyMJ: f(1)}, Outcome{EnergyMJ: 1.5}, false},
 		{schema.Bound{Confidence: f(0.9)}, Outcome{Confidence: 0.5, Last: true}, true},
 		{schema.Bound{Confidence: f(0.9)}, Outcome{Confidence: 0.5}, false},

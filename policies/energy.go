@@ -48,7 +48,7 @@ func (ep *EnergyPolicy) Before(s *Step, p *profile.Profile) Decision {
 			need = firstStageMJ(p)
 		}
 		if need > budget {
-			return stopOrInfeasible(s.Done, fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", s.Done+1, need, budget))
+			return limitStop(s.Done, fmt.Sprintf("stage %d would spend %.3f mJ of a %.3f mJ budget", s.Done+1, need, budget))
 		}
 	}
 	// The energy check is done; hardLimits does latency and exit.

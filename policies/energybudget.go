@@ -209,7 +209,7 @@ func (eb *EnergyBudgetPolicy) Before(s *Step, p *profile.Profile) Decision {
 			// shed the request when the budget cannot cover it.
 			need, left, ok := eb.covers(p, 0)
 			if !ok {
-				return Decision{Action: Shed, Reason: fmt.Sprintf("%s; energy budget: stage 1 needs %.3f mJ, %.3f mJ left of %.3f mJ per %v",
+				return Decision{Action: Shed, Limit: true, Reason: fmt.Sprintf("%s; energy budget: stage 1 needs %.3f mJ, %.3f mJ left of %.3f mJ per %v",
 					d.Reason, need, left, eb.BudgetMJ, eb.Window)}
 			}
 			eb.spent += need
@@ -226,10 +226,12 @@ func (eb *EnergyBudgetPolicy) Before(s *Step, p *profile.Profile) Decision {
 		reason := fmt.Sprintf("energy budget: stage %d needs %.3f mJ, %.3f mJ left of %.3f mJ per %v",
 			s.Done+1, need, left, eb.BudgetMJ, eb.Window)
 		if s.Done == 0 {
-			return Decision{Action: Shed, Reason: reason}
+			return Decision{Action: Shed, Limit: true, Reason: reason}
 		}
 		eb.reconcile(s, p)
-		return stop(reason)
+		d := stop(reason)
+		d.Limit = true
+		return d
 	}
 	eb.spent += need
 	if s.Done == numExits(s, p)-1 {

@@ -53,6 +53,11 @@ type Decision struct {
 	// Target is the exit the policy plans to run the request to, when it
 	// plans (0: it does not say); the agent books the work up to it.
 	Target int
+	// Limit marks a Stop or Infeasible forced by a hard limit (the
+	// latency deadline, an energy bound or budget) rather than by the
+	// request's own stopping rule: a request stopped so before its
+	// accuracy target misses its accuracy bound (BoundMet, Outcome.Cut).
+	Limit bool
 }
 
 // Step is what a policy knows about one request at a decision point.
@@ -199,11 +204,26 @@ type Outcome struct {
 	AccuracyEst float64
 	// Last is true when the exit served is the model's last.
 	Last bool
+	// AccuracyRule says that the serving policy enforces an accuracy bound
+	// itself (HonoursAccuracy): a statistical guarantee over requests, so
+	// the accuracy part of the bound is missed only when Cut, not when one
+	// answer's AccuracyEst is below it.
+	AccuracyRule bool
+	// Cut is true when a hard limit (latency, energy) stopped the request
+	// before its own stopping rule fired (a Decision with Limit).
+	Cut bool
 }
 
 // BoundMet reports whether an outcome satisfies every part of b. A
 // confidence bound counts as met when the threshold was reached or the last
-// exit was served (no deeper exit could do better).
+// exit was served (no deeper exit could do better). An accuracy bound
+// served by a policy that enforces it (o.AccuracyRule) is met unless a hard
+// limit cut the request short of its target (o.Cut): the guarantee is on
+// the accuracy of what is served over many requests, so the one thing a
+// single result can report is that the tenant's own latency or energy
+// limit stopped it first (docs/architecture.md, "Accuracy bounds").
+// Under any other policy, an accuracy bound is met when the answer's
+// expected accuracy reaches it.
 func BoundMet(b schema.Bound, o Outcome) bool {
 	if b.LatencyMS != nil && o.LatencyMS > *b.LatencyMS {
 		return false
@@ -211,7 +231,7 @@ func BoundMet(b schema.Bound, o Outcome) bool {
 	if b.EnergyMJ != nil && o.EnergyMJ > *b.EnergyMJ {
 		return false
 	}
-	if b.Accuracy != nil && o.AccuracyEst < *b.Accuracy {
+	if b.Accuracy != nil && (o.Cut || (!o.AccuracyRule && o.AccuracyEst < *b.Accuracy)) {
 		return false
 	}
 	if b.Confidence != nil && o.Confidence < *b.Confidence && !o.Last {
@@ -230,6 +250,13 @@ func stopOrInfeasible(i int, reason string) Decision {
 		return Decision{Action: Infeasible, Reason: reason}
 	}
 	return stop(reason)
+}
+
+// limitStop is stopOrInfeasible for a hard limit (Decision.Limit).
+func limitStop(i int, reason string) Decision {
+	d := stopOrInfeasible(i, reason)
+	d.Limit = true
+	return d
 }
 
 // nowOf is the decision time: s.Now, or the wall clock when the caller
@@ -286,6 +313,35 @@ func boundExitReached(s *Step) (Decision, bool) {
 // minBinSamples is how many validation samples a calibration bin needs
 // before its accuracy stands for a request's.
 const minBinSamples = 20
+
+// accuracyHonouring is implemented by the policies that enforce an
+// accuracy bound themselves.
+type accuracyHonouring interface {
+	// estimateAccuracy is the expected accuracy of the answer at exit
+	// s.Done with confidence s.Confidence, when the policy knows it better
+	// than the calibration table.
+	estimateAccuracy(s *Step, p *profile.Profile) (float64, bool)
+}
+
+// HonoursAccuracy reports whether pol enforces an accuracy bound itself
+// (bound, accuracy and static do), for Outcome.AccuracyRule.
+func HonoursAccuracy(pol Policy) bool {
+	_, ok := pol.(accuracyHonouring)
+	return ok
+}
+
+// EstimateAccuracy is the expected accuracy of the answer a request got
+// from pol at exit s.Done with top-1 probability s.Confidence: for a
+// request served by a tuned cascade, the accuracy the cascade reached on
+// the calibration samples it served at that exit; else ExpectedAccuracy.
+func EstimateAccuracy(pol Policy, s *Step, p *profile.Profile) float64 {
+	if h, ok := pol.(accuracyHonouring); ok {
+		if a, ok := h.estimateAccuracy(s, p); ok {
+			return a
+		}
+	}
+	return ExpectedAccuracy(p, s.Done, s.Confidence)
+}
 
 // ExpectedAccuracy is the expected accuracy of an answer served at exit k
 // (1-based) with top-1 probability conf: the profile's calibration (the

@@ -33,14 +33,17 @@ type Registry struct {
 
 // New returns a registry with the built-in policies:
 //
-//   - bound (Default): every bound's stopping rule (BoundPolicy);
-//   - static: a fixed exit; params exit (StaticPolicy);
+//   - bound (Default): every bound's stopping rule, an accuracy bound by
+//     the tuned cascade; params alpha (BoundPolicy);
+//   - static: a fixed exit, or the first exit whose profiled accuracy
+//     reaches an accuracy bound; params exit (StaticPolicy);
 //   - confidence: BranchyNet's top-1 threshold; params threshold
 //     (ConfidencePolicy);
 //   - deadline: as deep as the deadline allows; params margin_ms
 //     (DeadlinePolicy);
-//   - accuracy: per-exit confidence thresholds tuned on validation data;
-//     params accuracy (AccuracyPolicy);
+//   - accuracy: per-exit confidence thresholds tuned on calibration data
+//     with a margin, re-tuned from live labels; params accuracy, alpha
+//     (AccuracyPolicy);
 //   - energy: a per-request energy budget; params mj (EnergyPolicy);
 //   - energy-budget: joules per time window per tenant; params joules,
 //     window_s (EnergyBudgetPolicy);
@@ -50,7 +53,13 @@ type Registry struct {
 //     (ConditionsPolicy).
 func New() *Registry {
 	r := &Registry{}
-	r.Register(Default, func(Params) (Policy, error) { return BoundPolicy{}, nil })
+	r.Register(Default, func(ps Params) (Policy, error) {
+		alpha, err := ps.num("alpha", MarginAlpha, 0, 0.5)
+		if err != nil {
+			return nil, err
+		}
+		return BoundPolicy{Accuracy: &AccuracyPolicy{Alpha: alpha}}, nil
+	})
 	r.Register("static", factory(NewStatic))
 	r.Register("confidence", factory(NewConfidence))
 	r.Register("deadline", factory(NewDeadline))

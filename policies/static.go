@@ -7,13 +7,15 @@ import (
 )
 
 // StaticPolicy ("static") runs every request to a fixed exit: the
-// request's bound.exit when given, else the tenant's Params["exit"], else
-// the last exit (the full model). An exit past the model's last runs the
-// full model.
+// request's bound.exit when given, else the tenant's Params["exit"], else,
+// with an accuracy bound, the static rule — the first exit whose profiled
+// accuracy reaches the bound (the last exit when none does) — else the last
+// exit (the full model). An exit past the model's last runs the full
+// model.
 //
-// It ignores every other part of the bound on purpose — latency, energy,
-// accuracy and confidence — so it never answers Infeasible: it is the
-// baseline that shows what a fixed-depth deployment would deliver.
+// It ignores every other part of the bound on purpose — latency, energy and
+// confidence — so it never answers Infeasible: it is the baseline that
+// shows what a fixed-depth deployment would deliver.
 type StaticPolicy struct {
 	// Exit is the tenant's fixed exit (1-based); 0 means the last exit.
 	Exit int
@@ -38,6 +40,14 @@ func (sp *StaticPolicy) target(s *Step, p *profile.Profile) int {
 	e := sp.Exit
 	if s.Bound.Exit != nil {
 		e = *s.Bound.Exit
+	} else if e <= 0 && s.Bound.Accuracy != nil {
+		e = k
+		for j := 1; j <= k; j++ {
+			if exitAccuracy(p, j) >= *s.Bound.Accuracy {
+				e = j
+				break
+			}
+		}
 	}
 	if e <= 0 || e > k {
 		e = k
@@ -56,4 +66,13 @@ func (sp *StaticPolicy) Before(s *Step, p *profile.Profile) Decision {
 // After implements Policy.
 func (sp *StaticPolicy) After(s *Step, p *profile.Profile) Decision {
 	return sp.Before(s, p)
+}
+
+// estimateAccuracy implements accuracyHonouring: the static rule judges
+// by the exits' profiled accuracy, so that is the answer's expectation.
+func (sp *StaticPolicy) estimateAccuracy(s *Step, p *profile.Profile) (float64, bool) {
+	if s.Bound.Accuracy == nil || p == nil || s.Done < 1 || s.Done > len(p.Exits) {
+		return 0, false
+	}
+	return exitAccuracy(p, s.Done), true
 }

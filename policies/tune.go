@@ -63,12 +63,20 @@ const seedPasses = 3
 // matches or beats one over 64×64.
 // expAcc and expCost are the result's accuracy and mean cost on v.
 func TuneThresholds(v *profile.Validation, cost []float64, target float64) (thresholds []float64, expAcc, expCost float64, ok bool) {
+	return TuneWithMargin(v, cost, target, 0)
+}
+
+// TuneWithMargin is TuneThresholds with a margin for sampling error: the
+// cascade's number of correct answers on v must reach RequiredCorrect(n,
+// target, alpha), so that the Clopper-Pearson lower bound (level 1 − alpha)
+// on its accuracy is ≥ target. alpha ≤ 0 is TuneThresholds.
+func TuneWithMargin(v *profile.Validation, cost []float64, target, alpha float64) (thresholds []float64, expAcc, expCost float64, ok bool) {
 	t := newTuner(v, cost)
 	if t == nil {
 		return nil, 0, 0, false
 	}
 	n := t.n
-	need := int(math.Ceil(target*float64(n) - 1e-9))
+	need := RequiredCorrect(n, target, alpha)
 	full := t.fresh()
 	if full.correct < need {
 		return full.thresholds(), full.acc(n), full.meanCost(n), false

@@ -165,6 +165,9 @@ type Record struct {
 	Label       *int   `json:"label,omitempty"`
 	// Correct is whether the class served equals Label (when both exist).
 	Correct *bool `json:"correct,omitempty"`
+	// LiveAccuracy is the model's live measured accuracy (its window of
+	// labelled answers, agent/liveprofile.go) when this was served.
+	LiveAccuracy *float64 `json:"live_accuracy,omitempty"`
 }
 
 // HistoryKey is hist/<tenant>/<unix-µs, big-endian>/<id>.

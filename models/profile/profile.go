@@ -28,6 +28,8 @@ type Profile struct {
 	Stages       []StageStats  `json:"stages"`
 	Exits        []ExitStats   `json:"exits"`
 	Validation   *Validation   `json:"validation,omitempty"`
+	// Live is what labelled results measured in service (nil before any).
+	Live *LiveAccuracy `json:"live_accuracy,omitempty"`
 	Notes        []string      `json:"notes,omitempty"`
 	Source       ProfileSource `json:"source,omitempty"`
 }
@@ -105,6 +107,19 @@ type Validation struct {
 	Split      string      `json:"split,omitempty"`
 	Confidence [][]float32 `json:"confidence"`
 	Correct    [][]bool    `json:"correct"`
+}
+
+// LiveAccuracy is the accuracy measured in service from the labels tenants
+// send: over the latest Samples labelled answers of this model on this
+// device, the share that was right (Measured) and the mean of their
+// expected accuracy, the results' accuracy_est (Expected). Expected −
+// Measured is how much the calibration overstates accuracy in service; the
+// accuracy policy raises the target it tunes for by that much.
+type LiveAccuracy struct {
+	Samples   int       `json:"samples"`
+	Measured  float64   `json:"measured"`
+	Expected  float64   `json:"expected"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Key is the storage key suffix of a profile: <model>@<version>/<device>.
