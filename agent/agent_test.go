@@ -251,15 +251,15 @@ func TestServeTwoTenantsWithDifferentBounds(t *testing.T) {
 		cam := newTenant(t, url, "cam1")
 		insp := newTenant(t, url, "inspect")
 		cam.send(digit("c1", 0, schema.Bound{Exit: intp(1)}), schema.MsgPack)
-		insp.send(digit("i1", 0, schema.Bound{Accuracy: f64(0.99)}), schema.JSON)
+		insp.send(digit("i1", 0, schema.Bound{Accuracy: f64(0.98)}), schema.JSON)
 		rc, ri := cam.wait("c1"), insp.wait("i1")
 		if rc.Status != schema.StatusOK || rc.Exit != 1 || rc.Exits != 3 || rc.Tenant != "cam1" {
 			t.Errorf("cam1 result: %+v", rc)
 		}
 		// Test image 0 is an easy 7: the tuned cascade answers it at an
-		// early exit whose answers are right ≥ 99% of the time.
-		if ri.Status != schema.StatusOK || ri.Exit >= 3 || ri.AccuracyEst < 0.99 {
-			t.Errorf("inspect result: status %s exit %d accuracy_est %.4f, want ok before exit 3 with ≥ 0.99", ri.Status, ri.Exit, ri.AccuracyEst)
+		// early exit, whose answers are right ≥ 98% of the time.
+		if ri.Status != schema.StatusOK || ri.Exit >= 3 || ri.AccuracyEst < 0.98 {
+			t.Errorf("inspect result: status %s exit %d accuracy_est %.4f, want ok before exit 3 with ≥ 0.98", ri.Status, ri.Exit, ri.AccuracyEst)
 		}
 		for _, r := range []*schema.Result{rc, ri} {
 			if r.Class == nil || *r.Class != testSet.Label(0) || r.Confidence <= 0 || len(r.Top) != 3 {
