@@ -68,7 +68,7 @@ tenants:
     input: {dtype: float32, offset: 500}
     controls:
       - at: 0s
-        bound: {accuracy: 0.98}
+        bound: {accuracy: 0.99}
       - at: 1s
         bound: {exit: 1}
         weight: 2
@@ -120,7 +120,8 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("flow has no latency bound, yet deadline_met is %v", *flow.DeadlineMet)
 	}
 	// The control at 1 s switched flow to exit 1; before it the accuracy
-	// bound needs a deeper exit.
+	// bound (0.99: with its margin, above what mnist-ee's calibration
+	// split allows a cascade) runs the full model.
 	if len(flow.Exits) < 2 || flow.Exits[0] == 0 || flow.Exits[0] == flow.Answered {
 		t.Errorf("flow exits %v: want exit 1 after the control at 1 s and deeper exits before", flow.Exits)
 	}

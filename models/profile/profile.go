@@ -24,14 +24,14 @@ type Profile struct {
 	// Runtime is the inference runtime and its version (e.g. "onnxruntime 1.24.3").
 	Runtime string `json:"runtime,omitempty"`
 	// EnergySource is the meter the energies come from: ina3221, rapl or model.
-	EnergySource string        `json:"energy_source"`
-	Stages       []StageStats  `json:"stages"`
-	Exits        []ExitStats   `json:"exits"`
-	Validation   *Validation   `json:"validation,omitempty"`
+	EnergySource string       `json:"energy_source"`
+	Stages       []StageStats `json:"stages"`
+	Exits        []ExitStats  `json:"exits"`
+	Validation   *Validation  `json:"validation,omitempty"`
 	// Live is what labelled results measured in service (nil before any).
-	Live *LiveAccuracy `json:"live_accuracy,omitempty"`
-	Notes        []string      `json:"notes,omitempty"`
-	Source       ProfileSource `json:"source,omitempty"`
+	Live   *LiveAccuracy `json:"live_accuracy,omitempty"`
+	Notes  []string      `json:"notes,omitempty"`
+	Source ProfileSource `json:"source,omitempty"`
 }
 
 // ProfileSource says where a profile's numbers come from.
