@@ -10,8 +10,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
+	"github.com/delen-edge/delen/models/zoo"
 	"github.com/spf13/cobra"
 )
 
@@ -28,6 +30,7 @@ func main() {
 type globals struct {
 	data     string
 	zoo      string
+	builtins []string
 	logLevel string
 	level    slog.Level
 	log      *slog.Logger
@@ -104,6 +107,7 @@ func newRootWith(g *globals) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.data, "data", "./data", "data `folder` (Badger store, embedded broker state, generated models)")
 	pf.StringVar(&g.zoo, "zoo", "", "extra model `folder` to load models from (besides the built-in zoo and <data>/models)")
+	pf.StringSliceVar(&g.builtins, "with-builtin", nil, "also list and serve these opt-in built-in `name`s ("+strings.Join(zoo.OptIn(), ", ")+"; comma-separated): embedded, but profiling one on a fresh store takes a while")
 	pf.StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this `file`")
 	choiceVar(pf, &g.logLevel, "log-level", "info", "log level", "debug", "info", "warn", "error")
 	choiceVar(pf, &g.logFormat, "log-format", "text", "log format", "text", "json")

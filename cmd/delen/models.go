@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/delen-edge/delen/agent/store"
@@ -28,7 +29,14 @@ func (g *globals) openZoo() *zoo.Zoo {
 	if g.zoo != "" {
 		dirs = append(dirs, g.zoo)
 	}
-	return zoo.New(append(dirs, g.modelsDir())...)
+	z := zoo.New(append(dirs, g.modelsDir())...)
+	for _, b := range g.builtins {
+		if !slices.Contains(zoo.OptIn(), b) {
+			g.log.Warn("--with-builtin names no opt-in built-in model", "model", b, "opt_in", zoo.OptIn())
+		}
+	}
+	z.Include = g.builtins
+	return z
 }
 
 func newModelsCmd(g *globals) *cobra.Command {
@@ -246,7 +254,17 @@ calibrate on them. ` + train.LargeName + ` trains with OpenBLAS when it loads
 			}
 			stderr := cmd.ErrOrStderr()
 			prog := newProgress(stderr)
-			progress := func(s train.Status) { prog.show(s.String()) }
+			// On a terminal the status line is redrawn; in a log, a line
+			// every 30 s and at the end of each epoch.
+			var logged time.Time
+			progress := func(s train.Status) {
+				if prog.on {
+					prog.show(s.String())
+				} else if time.Since(logged) >= 30*time.Second || s.Step == s.Steps {
+					logged = time.Now()
+					fmt.Fprintln(stderr, s)
+				}
+			}
 			var export func(ev train.Evaluation, info *models.TrainingInfo) error
 			var ev train.Evaluation
 			var took time.Duration

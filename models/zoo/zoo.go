@@ -1,5 +1,5 @@
 // Package zoo is the model zoo: the built-in models embedded in the binary
-// (mnist-ee) and model folders found under extra directories, such as the
+// (mnist-ee, and mnist-ee-large on request: see OptIn) and model folders found under extra directories, such as the
 // agent's data folder where `delen models gen-replica` and `delen models
 // import` write.
 package zoo
@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/delen-edge/delen/models"
@@ -18,6 +19,7 @@ import (
 )
 
 //go:embed mnist-ee/manifest.json mnist-ee/*.onnx
+//go:embed mnist-ee-large/manifest.json mnist-ee-large/*.onnx
 var builtin embed.FS
 
 // Builtin is the file system of the built-in models, one folder each.
@@ -35,11 +37,32 @@ type Entry struct {
 	dir      string
 }
 
+// optIn names the built-in models that are embedded but not listed, and so
+// not served by the agent, unless a Zoo's Include names them.
+var optIn = map[string]bool{"mnist-ee-large": true}
+
+// OptIn returns the names of the built-in models a zoo lists only when its
+// Include names them: mnist-ee-large, whose first profile on a device runs
+// the 10,000 calibration images through ~103 MFLOPs each (about half a
+// minute on a 2-core machine), which every agent start with a fresh store
+// would otherwise pay. Find and Load find them by name either way (so
+// `delen models inspect`, `delen profile` and `delen bench` work on them).
+func OptIn() []string {
+	out := make([]string, 0, len(optIn))
+	for n := range optIn {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Zoo finds models: the built-in ones and every folder with a manifest
 // directly under each of Dirs. A folder model shadows a built-in model of
 // the same name; an earlier Dirs entry shadows a later one.
 type Zoo struct {
 	Dirs []string
+	// Include names opt-in built-in models (see OptIn) to list too.
+	Include []string
 }
 
 // New returns a zoo over the built-in models and dirs (missing dirs are
@@ -48,7 +71,10 @@ func New(dirs ...string) *Zoo { return &Zoo{Dirs: dirs} }
 
 // List returns the zoo's models, sorted by name. Folders whose manifest
 // does not read are reported in the error but do not hide the others.
-func (z *Zoo) List() ([]Entry, error) {
+func (z *Zoo) List() ([]Entry, error) { return z.list(false) }
+
+// list is List, with every opt-in built-in model when all is set.
+func (z *Zoo) list(all bool) ([]Entry, error) {
 	seen := map[string]Entry{}
 	var errs []error
 	for i := len(z.Dirs) - 1; i >= -1; i-- {
@@ -82,6 +108,9 @@ func (z *Zoo) List() ([]Entry, error) {
 			if _, dup := seen[m.Name]; dup && i == -1 {
 				continue // a folder model shadows the built-in one
 			}
+			if i == -1 && optIn[m.Name] && !all && !slices.Contains(z.Include, m.Name) {
+				continue
+			}
 			seen[m.Name] = Entry{Name: m.Name, Source: source, Manifest: m, fsys: fsys, dir: e.Name()}
 		}
 	}
@@ -94,8 +123,9 @@ func (z *Zoo) List() ([]Entry, error) {
 }
 
 // Find returns the zoo entry called name.
+// Opt-in built-in models are found whether or not Include names them.
 func (z *Zoo) Find(name string) (Entry, error) {
-	list, err := z.List()
+	list, err := z.list(true)
 	for _, e := range list {
 		if e.Name == name {
 			return e, nil

@@ -41,6 +41,15 @@ var builtins = []struct {
 			}
 			return func(x []float32) [][]float32 { l := net.Forward(x); return l[:] }
 		}},
+	{name: train.LargeName, minFirst: 0.90, minLast: 0.99, gap: 0.01, minFLOPs: 100e6, ratio: 6, images: 20, subset: 300,
+		forward: func(t *testing.T) func(x []float32) [][]float32 {
+			net, err := train.LoadNetwork(train.LargeArch(), train.LargeName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			be := train.NewBackend()
+			return func(x []float32) [][]float32 { return net.Forward(be, x) }
+		}},
 }
 
 // TestBuiltinTargets checks each committed model meets its targets, on
@@ -259,5 +268,36 @@ func TestFolderShadowsAndUnknown(t *testing.T) {
 	}
 	if _, err := z.Find("nope"); !errors.Is(err, zoo.ErrUnknownModel) {
 		t.Fatalf("unknown model: %v", err)
+	}
+}
+
+// TestOptInBuiltins checks that mnist-ee-large is embedded but listed (and
+// so served) only when included, and found by name either way.
+func TestOptInBuiltins(t *testing.T) {
+	names := func(z *zoo.Zoo) []string {
+		list, err := z.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range list {
+			out = append(out, e.Name)
+		}
+		return out
+	}
+	if got := names(zoo.New()); !slices.Equal(got, []string{train.ModelName}) {
+		t.Errorf("default zoo lists %v, want only %s", got, train.ModelName)
+	}
+	if !slices.Equal(zoo.OptIn(), []string{train.LargeName}) {
+		t.Errorf("opt-in built-ins %v", zoo.OptIn())
+	}
+	z := zoo.New()
+	z.Include = []string{train.LargeName}
+	if got := names(z); !slices.Equal(got, []string{train.ModelName, train.LargeName}) {
+		t.Errorf("zoo including %s lists %v", train.LargeName, got)
+	}
+	e, err := zoo.New().Find(train.LargeName)
+	if err != nil || e.Source != "builtin" {
+		t.Fatalf("find %s without including it: %v %v", train.LargeName, e.Source, err)
 	}
 }
