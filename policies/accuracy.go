@@ -39,8 +39,9 @@ import (
 // effective target, with the costs they were tuned for: the agent
 // refreshes profile latencies from live runs every few dozen stages,
 // sharing the calibration data, so a refreshed profile reuses the cascade
-// unless some exit's cost moved by more than 10% (then it is tuned again,
-// ~10 ms for 10,000 samples). An AccuracyPolicy is safe for concurrent use.
+// unless some exit's cost moved by more than 10% (then it is tuned again
+// in the background, ~10 ms for 10,000 samples, the old cascade serving
+// meanwhile). An AccuracyPolicy is safe for concurrent use.
 type AccuracyPolicy struct {
 	// Target is the tenant's default accuracy target; 0 means none.
 	Target float64
@@ -50,6 +51,8 @@ type AccuracyPolicy struct {
 
 	mu    sync.Mutex
 	cache map[tuneKey]*tuned
+	// retunes counts re-tunings running in the background (tests wait on it).
+	retunes sync.WaitGroup
 }
 
 // maxTuneCache bounds the cached tunings per policy instance; the cache is
@@ -66,6 +69,8 @@ type tuneKey struct {
 type tuned struct {
 	cost []float64
 	tu   *Tuned
+	// refreshing is set while a background re-tune for new costs runs.
+	refreshing bool
 }
 
 // retuneCostChange is the relative change of an exit's cost that makes a
@@ -229,22 +234,46 @@ func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 	key := tuneKey{p.Validation, eff, ap.Alpha}
 	ap.mu.Lock()
 	e := ap.cache[key]
-	ap.mu.Unlock()
-	if e != nil && near(cost, e.cost) {
+	if e != nil {
+		// Costs that moved (a live profile refresh) are re-tuned in the
+		// background while the old cascade keeps serving: tuning takes
+		// ~10 ms for 10,000 samples, and the caller is a worker that other
+		// tenants' stages wait for.
+		if !near(cost, e.cost) && !e.refreshing {
+			e.refreshing = true
+			ap.retunes.Add(1)
+			go func() {
+				defer ap.retunes.Done()
+				ap.store(key, cost, ap.tune(p.Validation, cost, eff, unit))
+			}()
+		}
+		ap.mu.Unlock()
 		return e.tu
 	}
-	// Tune outside the lock: two goroutines may both tune the same key
-	// once, which is harmless, and nobody waits on an unrelated key.
-	thr, acc, c, ok := TuneWithMargin(p.Validation, cost, eff, ap.Alpha)
-	tu := &Tuned{Target: eff, Thresholds: thr, ExpAccuracy: acc, ExpCost: c, CostUnit: unit, OK: ok,
-		ExitAccuracy: exitAccuracies(p.Validation, thr)}
+	ap.mu.Unlock()
+	// First use: tune outside the lock (two goroutines may both tune the
+	// same key once, which is harmless, and nobody waits on an unrelated
+	// key).
+	tu := ap.tune(p.Validation, cost, eff, unit)
+	ap.store(key, cost, tu)
+	return tu
+}
+
+// tune tunes the cascade for one calibration set, cost vector and target.
+func (ap *AccuracyPolicy) tune(v *profile.Validation, cost []float64, eff float64, unit string) *Tuned {
+	thr, acc, c, ok := TuneWithMargin(v, cost, eff, ap.Alpha)
+	return &Tuned{Target: eff, Thresholds: thr, ExpAccuracy: acc, ExpCost: c, CostUnit: unit, OK: ok,
+		ExitAccuracy: exitAccuracies(v, thr)}
+}
+
+// store caches tu for key, tuned for cost.
+func (ap *AccuracyPolicy) store(key tuneKey, cost []float64, tu *Tuned) {
 	ap.mu.Lock()
+	defer ap.mu.Unlock()
 	if ap.cache == nil || len(ap.cache) >= maxTuneCache {
 		ap.cache = map[tuneKey]*tuned{}
 	}
 	ap.cache[key] = &tuned{cost: cost, tu: tu}
-	ap.mu.Unlock()
-	return tu
 }
 
 // exitAccuracies is, per exit, the accuracy of the calibration samples the

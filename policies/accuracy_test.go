@@ -261,6 +261,12 @@ func TestAccuracyCache(t *testing.T) {
 		t.Fatal("a 5% latency change tuned again")
 	}
 	q.Stages[0].LatencyMS.P50 *= 2
+	// A big change is re-tuned in the background; the old cascade serves
+	// until the new one is ready.
+	if b := pol.Tune(&q, 0.9); b != a {
+		t.Fatal("a 2x latency change made the caller wait for a new tuning")
+	}
+	pol.retunes.Wait()
 	b := pol.Tune(&q, 0.9)
 	if a == b {
 		t.Fatal("a 2x latency change kept the old tuning")
