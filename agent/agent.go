@@ -585,6 +585,17 @@ func (a *Agent) loadOne(ctx context.Context, e zoo.Entry) (*servedModel, error) 
 	return sm, nil
 }
 
+// modelName is the model a request serves on: its own, else the tenant's
+// setting, else the agent's default.
+func (a *Agent) modelName(names ...string) string {
+	for _, n := range names {
+		if n != "" {
+			return n
+		}
+	}
+	return a.cfg.DefaultModel
+}
+
 // model returns the served model called name with a reference taken (the
 // caller releases it), or nil.
 func (a *Agent) model(name string) *servedModel {

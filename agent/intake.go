@@ -115,13 +115,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 			t.unanswered.Add(-1)
 		}
 	}()
-	modelName := req.Model
-	if modelName == "" {
-		modelName = set.Model
-	}
-	if modelName == "" {
-		modelName = a.cfg.DefaultModel
-	}
+	modelName := a.modelName(req.Model, set.Model)
 	sm := a.model(modelName)
 	if sm == nil {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", modelName), msg)

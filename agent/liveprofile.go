@@ -232,10 +232,7 @@ func (a *Agent) liveStateOf(t *tenant, set schema.Settings) *liveState {
 	if !t.labelled.Load() {
 		return nil
 	}
-	name := set.Model
-	if name == "" {
-		name = a.cfg.DefaultModel
-	}
+	name := a.modelName(set.Model)
 	sm := a.model(name)
 	if sm == nil {
 		return nil
@@ -269,11 +266,7 @@ func (a *Agent) publishLiveStates() {
 	a.tenantsMu.Unlock()
 	for _, d := range list {
 		set := d.t.get()
-		name := set.Model
-		if name == "" {
-			name = a.cfg.DefaultModel
-		}
-		sm := a.model(name)
+		sm := a.model(a.modelName(set.Model))
 		if sm == nil {
 			continue
 		}

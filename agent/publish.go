@@ -166,11 +166,7 @@ func (a *Agent) checkDefaultExit(set schema.Settings) error {
 	if set.Bound.Exit == nil {
 		return nil
 	}
-	name := set.Model
-	if name == "" {
-		name = a.cfg.DefaultModel
-	}
-	sm := a.model(name)
+	sm := a.model(a.modelName(set.Model))
 	if sm == nil {
 		return nil // an unknown model is refused on its own
 	}

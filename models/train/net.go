@@ -100,7 +100,12 @@ func (n *Net) Params() []*Param {
 
 // SetWeights loads parameters by name (as ReadWeights returns them).
 func (n *Net) SetWeights(w map[string][]float32) error {
-	for _, p := range n.Params() {
+	return setWeights(n.Params(), w)
+}
+
+// setWeights copies each parameter's values from w, by name.
+func setWeights(params []*Param, w map[string][]float32) error {
+	for _, p := range params {
 		v, ok := w[p.Name]
 		if !ok {
 			return fmt.Errorf("weight %s missing", p.Name)

@@ -144,17 +144,7 @@ func (n *Network) Params() []*Param { return n.params }
 
 // SetWeights loads parameters by name (as onnxgraph.ReadWeights returns them).
 func (n *Network) SetWeights(w map[string][]float32) error {
-	for _, p := range n.params {
-		v, ok := w[p.Name]
-		if !ok {
-			return fmt.Errorf("weight %s missing", p.Name)
-		}
-		if len(v) != len(p.W) {
-			return fmt.Errorf("weight %s has %d values, want %d", p.Name, len(v), len(p.W))
-		}
-		copy(p.W, v)
-	}
-	return nil
+	return setWeights(n.params, w)
 }
 
 // FLOPs returns the cumulative FLOPs (multiplies and adds counted apart)
