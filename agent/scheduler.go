@@ -76,11 +76,13 @@ const defaultBatchBudgetMS = 2.0
 // A request re-enters after each stage, so a long request never holds a
 // worker for more than one stage while a shorter one waits.
 type scheduler struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queues map[string]*tenantQueue
-	active map[*tenantQueue]struct{}
-	window float64 // ms of weighted service
+	mu   sync.Mutex
+	cond *sync.Cond
+	// waiting is how many workers wait in popBatch.
+	waiting int
+	queues  map[string]*tenantQueue
+	active  map[*tenantQueue]struct{}
+	window  float64 // ms of weighted service
 	// batchBudget is the longest a batch may be predicted to take (ms).
 	batchBudget float64
 	seq         uint64
@@ -195,12 +197,20 @@ func (s *scheduler) popBatch(max int) []*task {
 		if s.closed {
 			return nil
 		}
+		s.waiting++
 		s.cond.Wait()
+		s.waiting--
 	}
 	// Taken under the same lock as the wait: were it released in between,
 	// an inline runner could take the task first, and a nil here would
 	// end the worker.
-	return s.popBatchLocked(max)
+	ts := s.popBatchLocked(max)
+	if s.length > 0 {
+		// More waits than this worker took: wake another one (pushes
+		// after a stage wake nobody; see Agent.after).
+		s.cond.Signal()
+	}
+	return ts
 }
 
 // popBatchLocked takes a batch; s.mu is held and the scheduler is not

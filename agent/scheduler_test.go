@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,4 +225,52 @@ func TestWorkerOutlivesStolenTasks(t *testing.T) {
 	if afterClose := <-workerGotNil; !afterClose {
 		t.Fatal("popBatch returned nil while the scheduler was open: the worker would have stopped")
 	}
+}
+
+// TestOneWakeReachesEveryWorker: tasks queued without waking anyone (as
+// a stage's follow-up and inline intake queue them) and then a single
+// wake: every waiting worker gets a task, because a worker that pops
+// while more waits wakes the next.
+func TestOneWakeReachesEveryWorker(t *testing.T) {
+	s := newScheduler(time.Hour)
+	const workers = 3
+	got := make(chan *task, workers)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := s.popBatch(1)
+			got <- ts[0]
+			<-release // busy: this worker pops nothing more
+		}()
+	}
+	for {
+		s.mu.Lock()
+		n := s.waiting
+		s.mu.Unlock()
+		if n == workers {
+			break
+		}
+		runtime.Gosched()
+	}
+	for i := 0; i < workers; i++ {
+		if err := s.pushWake(mk(s, "a", 0, 1), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.wakeIfQueued()
+	for i := 0; i < workers; i++ {
+		select {
+		case <-got: // each worker holds one task: the chain reached it
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d waiting workers were woken for the %d queued tasks", i, workers, workers)
+		}
+	}
+	if n := s.len(); n != 0 {
+		t.Fatalf("%d tasks left queued, want 0", n)
+	}
+	close(release)
+	wg.Wait()
 }

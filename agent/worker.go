@@ -27,7 +27,7 @@ func (a *Agent) work() {
 		// let inline runners starve the task it holds); it only counts
 		// itself, so inline runners keep off while the workers are busy.
 		a.running.Add(1)
-		done := a.step(ts)
+		done := a.step(ts, nil)
 		a.running.Add(-1)
 		a.results.addJobs(done)
 	}
@@ -47,20 +47,36 @@ func (a *Agent) runInline() {
 			break
 		}
 	}
-	ts := a.sched.tryPopBatch(a.cfg.MaxBatch)
+	// While nothing but the tasks it put back waits, the runner goes on
+	// with them (a lightly loaded agent serves a request to its last exit
+	// without waking a worker); once other work waits, it leaves the rest
+	// to the workers (the caller wakes one).
 	var done []*job
-	if ts != nil {
-		done = a.step(ts)
+	for i := 0; i < maxInlineSteps; i++ {
+		ts := a.sched.tryPopBatch(a.cfg.MaxBatch)
+		if ts == nil {
+			break
+		}
+		n := len(done)
+		done = a.step(ts, done)
+		if a.sched.len() > len(ts)-(len(done)-n) {
+			break
+		}
 	}
 	a.running.Add(-1)
 	a.results.addJobs(done)
 }
 
+// maxInlineSteps bounds the stages an intake runner runs in a row, so it
+// returns to intake.
+const maxInlineSteps = 8
+
 // step gives each popped job one turn: ask its policy, run at most one
 // stage (one ONNX Runtime call for all the jobs that go on, when several
 // wait at the same stage of the same model), then finish each job or put
-// it back in the scheduler for its next stage.
-func (a *Agent) step(ts []*task) (done []*job) {
+// it back in the scheduler for its next stage. Finished jobs are appended
+// to done.
+func (a *Agent) step(ts []*task, done []*job) []*job {
 	run := make([]*job, 0, len(ts))
 	for _, t := range ts {
 		if j := t.job; a.before(j, &done) {
@@ -135,7 +151,9 @@ func (a *Agent) after(j *job, done *[]*job) {
 	a.bookDecision(j, d, p)
 	j.task.queuedAt = time.Now()
 	a.setNextStage(j)
-	if err := a.sched.push(&j.task); err != nil {
+	// No worker is woken: the one that ran this stage pops again (and
+	// wakes another when more waits), an inline runner goes on or wakes one.
+	if err := a.sched.pushWake(&j.task, false); err != nil {
 		// Closing: serve what has been computed.
 		a.finish(j, "", done)
 	}

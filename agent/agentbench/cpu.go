@@ -148,7 +148,7 @@ func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the agent: %w", err)
 	}
-	side, brokerSide, err := measure(ctx, o, agentURL, prefix, payloads, agentProc.pid, extPID, true, progress, "agent")
+	side, brokerSide, err := measure(ctx, o, agentURL, prefix, payloads, agentProc.pid, extPID, true, progress, "agent", nil)
 	agentProc.stop()
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -179,7 +179,7 @@ func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the responder: %w", err)
 	}
-	side, brokerSide, err = measure(ctx, o, respURL, prefix, payloads, rp.pid, respBrokerPID, false, progress, "responder")
+	side, brokerSide, err = measure(ctx, o, respURL, prefix, payloads, rp.pid, respBrokerPID, false, progress, "responder", nil)
 	rp.stop()
 	if err != nil {
 		return nil, fmt.Errorf("responder: %w", err)
@@ -201,10 +201,127 @@ func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
 	return res, nil
 }
 
+// CPUPairResult is two builds of the agent measured side by side.
+type CPUPairResult struct {
+	Broker  string  `json:"broker"`
+	Rate    float64 `json:"rate"` // each agent's
+	Seconds float64 `json:"seconds"`
+	Model   string  `json:"model"`
+	// Agent is this build, Other the --agent-bin build, measured over the
+	// same interval, each at Rate.
+	Agent CPUSide `json:"agent"`
+	Other CPUSide `json:"other"`
+	// Ratio is Agent ÷ Other, µs per request.
+	Ratio float64 `json:"ratio"`
+}
+
+// CPUPair runs o.Command's agent and o.AgentCommand's side by side, each
+// driven at o.Rate from this process over the same interval, so that both
+// see the same machine: on a shared machine, where the load of other work
+// changes from one run to the next, the fairest comparison of two builds.
+// An external broker's CPU is shared by both and not reported.
+func CPUPair(ctx context.Context, o CPUOptions) (*CPUPairResult, error) {
+	if o.Command == nil || o.AgentCommand == nil {
+		return nil, errors.New("agentbench: CPUPair needs Command and AgentCommand")
+	}
+	if o.Rate <= 0 {
+		o.Rate = 3000
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 3 * time.Second
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	payloads, err := mnistPayloads(2000)
+	if err != nil {
+		return nil, err
+	}
+	res := &CPUPairResult{Broker: "embedded", Rate: o.Rate, Seconds: o.Duration.Seconds(), Model: "mnist-ee"}
+	if o.BrokerURL != "" {
+		res.Broker = o.BrokerURL
+	}
+	dir, err := os.MkdirTemp("", "delen-bench-cpu-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	type side struct {
+		name, url, prefix string
+		p                 *proc
+		out               CPUSide
+		err               error
+	}
+	progress("agents: starting (each profiles mnist-ee on first start)")
+	base := fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9)
+	sides := []*side{{name: "agent"}, {name: "other"}}
+	for i, sd := range sides {
+		sd.prefix = fmt.Sprintf("%s%c", base, 'a'+i)
+		args := []string{"serve", "--data", filepath.Join(dir, sd.name), "--http", "", "--prefix", sd.prefix, "--agent-id", sd.prefix + "-agent"}
+		sd.url = o.BrokerURL
+		if sd.url == "" {
+			addr, err := freeAddr()
+			if err != nil {
+				return nil, err
+			}
+			sd.url = "tcp://" + addr
+			args = append(args, "--listen", addr)
+		} else {
+			args = append(args, "--broker", sd.url)
+		}
+		cmd := o.Command
+		if i == 1 {
+			cmd = o.AgentCommand
+		}
+		if sd.p, err = startProc(cmd(args...), ""); err != nil {
+			return nil, fmt.Errorf("start the %s: %w", sd.name, err)
+		}
+		defer sd.p.stop()
+	}
+	var arrived sync.WaitGroup
+	arrived.Add(len(sides))
+	start := make(chan struct{})
+	go func() { arrived.Wait(); close(start) }()
+	var wg sync.WaitGroup
+	for _, sd := range sides {
+		var once sync.Once
+		arrive := func() { once.Do(arrived.Done) }
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sd.out, _, sd.err = measure(ctx, o, sd.url, sd.prefix, payloads, sd.p.pid, 0, true, progress, sd.name,
+				func() { arrive(); <-start })
+			arrive() // a side that failed before it was ready lets the other go on
+		}()
+	}
+	wg.Wait()
+	for _, sd := range sides {
+		sd.p.stop()
+		if o.BrokerURL != "" {
+			forgetSession(ctx, o.BrokerURL, sd.prefix+"-agent")
+		}
+		if sd.err != nil {
+			return nil, fmt.Errorf("%s: %w", sd.name, sd.err)
+		}
+		sd.out.Name = sd.name
+	}
+	res.Agent, res.Other = sides[0].out, sides[1].out
+	if res.Other.MicrosPerRequest > 0 {
+		res.Ratio = res.Agent.MicrosPerRequest / res.Other.MicrosPerRequest
+	}
+	return res, nil
+}
+
 // measure waits for the side to be ready, sends at o.Rate for o.Warmup,
-// then measures the processes' CPU over o.Duration.
+// then measures the processes' CPU over o.Duration. ready, when not nil,
+// is called once the side is ready and returns when the load may start
+// (so that two sides start together).
 func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][]byte, pid, brokerPID int, isAgent bool,
-	progress func(string), name string) (CPUSide, *CPUSide, error) {
+	progress func(string), name string, ready func()) (CPUSide, *CPUSide, error) {
 	topics := schema.Topics{Prefix: prefix}
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -233,6 +350,9 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 		case <-dctx.Done():
 			return CPUSide{}, nil, errors.New("the agent did not come online within 3 minutes")
 		}
+	}
+	if ready != nil {
+		ready()
 	}
 	// Each request id once: the agent would answer a repeat from dedupe.
 	var seq atomic.Int64

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -184,6 +185,7 @@ func newBenchThroughputCmd(g *globals) *cobra.Command {
 func newBenchCPUCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	var url, agentBin string
+	var together bool
 	var rate float64
 	var dur, warm time.Duration
 	c := &cobra.Command{
@@ -218,6 +220,30 @@ ratios of one run.`,
 			}
 			prog := newProgress(cmd.ErrOrStderr())
 			o.Progress = prog.show
+			if together {
+				if agentBin == "" {
+					return errors.New("--together needs --agent-bin")
+				}
+				r, err := agentbench.CPUPair(cmd.Context(), o)
+				prog.clear()
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), r)
+				}
+				rows := [][]string{}
+				for _, s := range []*agentbench.CPUSide{&r.Agent, &r.Other} {
+					rows = append(rows, []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered),
+						fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest), fmt.Sprintf("%.0f", s.AnonMiB), fmt.Sprintf("%.0f", s.FileMiB)})
+				}
+				if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "ANSWERED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "broker %s, %.0f req/s each for %.0f s, side by side: this build ÷ %s %.2f\n",
+					r.Broker, r.Rate, r.Seconds, agentBin, r.Ratio)
+				return nil
+			}
 			r, err := agentbench.CPU(cmd.Context(), o)
 			prog.clear()
 			if err != nil {
@@ -252,6 +278,7 @@ ratios of one run.`,
 	c.Flags().DurationVar(&dur, "duration", 10*time.Second, "measured time per side")
 	c.Flags().DurationVar(&warm, "warmup", 3*time.Second, "time at the rate before measuring")
 	c.Flags().StringVar(&agentBin, "agent-bin", "", "another delen `file` (binary) for the agent's side (to compare builds in one run)")
+	c.Flags().BoolVar(&together, "together", false, "run this build's agent and --agent-bin's side by side, each at --rate over the same interval (no responder): the fairest comparison of two builds on a shared machine")
 	return c
 }
 
