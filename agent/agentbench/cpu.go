@@ -42,6 +42,13 @@ type CPUOptions struct {
 	AgentCommand func(args ...string) *exec.Cmd
 	Progress     func(string)
 	Logger       *slog.Logger
+	// Node adds the simplest service a user would write instead (Node.js:
+	// mqtt.js + onnxruntime-node, the full model, no exits, the result on
+	// receipt) as a third side, on NodeBrokerURL (default BrokerURL; with
+	// the embedded broker, give a Mosquitto here: the Node.js service needs
+	// a broker of its own, whose CPU is counted beside it).
+	Node          bool
+	NodeBrokerURL string
 }
 
 // CPUSide is one process's CPU over the measured interval.
@@ -85,6 +92,14 @@ type CPUResult struct {
 	// every process that serves it.
 	Ratio            float64 `json:"ratio"`
 	RatioWithBrokers float64 `json:"ratio_with_brokers"`
+	// Node is the Node.js service (with Options.Node), NodeBroker its
+	// broker; RatioNode is agent ÷ Node.js service, RatioNodeWithBrokers
+	// (agent + its broker) ÷ (Node.js service + its broker): with the
+	// embedded broker, the agent's one process against the two.
+	Node                 *CPUSide `json:"node,omitempty"`
+	NodeBroker           *CPUSide `json:"node_broker,omitempty"`
+	RatioNode            float64  `json:"ratio_node,omitempty"`
+	RatioNodeWithBrokers float64  `json:"ratio_node_with_brokers,omitempty"`
 }
 
 // CPU measures the agent's and a bare responder's CPU per request at a
@@ -198,6 +213,46 @@ func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
 		withR += res.ResponderBroker.MicrosPerRequest
 	}
 	res.RatioWithBrokers = withA / withR
+
+	if o.Node {
+		nodeURL := o.NodeBrokerURL
+		if nodeURL == "" {
+			nodeURL = o.BrokerURL
+		}
+		if nodeURL == "" {
+			return nil, errors.New("the Node.js service needs a broker of its own (NodeBrokerURL) when the agent's is embedded")
+		}
+		nodePID := extPID
+		if nodeURL != o.BrokerURL {
+			if nodePID, err = listenerPID(nodeURL); err != nil {
+				return nil, fmt.Errorf("the Node.js service's broker's process: %w", err)
+			}
+		}
+		prefix += "n"
+		cmd, err := nodeService(ctx, nodeURL, prefix, progress)
+		if err != nil {
+			return nil, err
+		}
+		np, err := startProc(cmd, "ready")
+		if err != nil {
+			return nil, fmt.Errorf("start the Node.js service: %w", err)
+		}
+		side, brokerSide, err := measure(ctx, o, nodeURL, prefix, payloads, np.pid, nodePID, false, progress, "node", nil)
+		np.stop()
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		side.Name = "node.js service"
+		res.Node, res.NodeBroker = &side, brokerSide
+		if side.MicrosPerRequest > 0 {
+			res.RatioNode = res.Agent.MicrosPerRequest / side.MicrosPerRequest
+			withN := side.MicrosPerRequest
+			if brokerSide != nil {
+				withN += brokerSide.MicrosPerRequest
+			}
+			res.RatioNodeWithBrokers = withA / withN
+		}
+	}
 	return res, nil
 }
 

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/delen-edge/delen/schema"
@@ -65,5 +68,35 @@ func TestReIDGivesEachRequestItsID(t *testing.T) {
 		if want := fmt.Sprintf("id-%012d", n); req.ID != want {
 			t.Fatalf("id %q, want %q", req.ID, want)
 		}
+	}
+}
+
+// TestNodeServiceParses: the Node.js baseline that bench cpu --node runs
+// is valid JavaScript (node --check), and its package pins the packages
+// it imports.
+func TestNodeServiceParses(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not on PATH")
+	}
+	svc, err := nodeFiles.ReadFile("node/service.mjs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := nodeFiles.ReadFile("node/package.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range []string{"mqtt", "onnxruntime-node", "@msgpack/msgpack"} {
+		if !strings.Contains(string(svc), `from "`+dep+`"`) || !strings.Contains(string(pkg), `"`+dep+`"`) {
+			t.Errorf("%s: imported by service.mjs and pinned in package.json? want both", dep)
+		}
+	}
+	f := filepath.Join(t.TempDir(), "service.mjs")
+	if err := os.WriteFile(f, svc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(node, "--check", f).CombinedOutput(); err != nil {
+		t.Fatalf("node --check service.mjs: %v\n%s", err, out)
 	}
 }

@@ -185,7 +185,8 @@ func newBenchThroughputCmd(g *globals) *cobra.Command {
 func newBenchCPUCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	var url, agentBin string
-	var together bool
+	var together, withNode bool
+	var nodeURL string
 	var rate float64
 	var dur, warm time.Duration
 	c := &cobra.Command{
@@ -214,7 +215,7 @@ ratios of one run.`,
 				}
 			}
 			o := agentbench.CPUOptions{BrokerURL: url, Rate: rate, Duration: dur, Warmup: warm,
-				Command: command(self), Logger: g.quietLogger()}
+				Command: command(self), Logger: g.quietLogger(), Node: withNode, NodeBrokerURL: nodeURL}
 			if agentBin != "" {
 				o.AgentCommand = command(agentBin)
 			}
@@ -264,11 +265,20 @@ ratios of one run.`,
 			if r.ResponderBroker != nil {
 				rows = append(rows, row(r.ResponderBroker))
 			}
+			if r.Node != nil {
+				rows = append(rows, row(r.Node))
+				if r.NodeBroker != nil {
+					rows = append(rows, row(r.NodeBroker))
+				}
+			}
 			if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "ANSWERED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "broker %s, %.0f req/s for %.0f s: agent ÷ responder %.2f; with their brokers %.2f\n",
 				r.Broker, r.Rate, r.Seconds, r.Ratio, r.RatioWithBrokers)
+			if r.Node != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "agent ÷ Node.js service %.2f; with their brokers %.2f\n", r.RatioNode, r.RatioNodeWithBrokers)
+			}
 			return nil
 		},
 	}
@@ -278,6 +288,8 @@ ratios of one run.`,
 	c.Flags().DurationVar(&dur, "duration", 10*time.Second, "measured time per side")
 	c.Flags().DurationVar(&warm, "warmup", 3*time.Second, "time at the rate before measuring")
 	c.Flags().StringVar(&agentBin, "agent-bin", "", "another delen `file` (binary) for the agent's side (to compare builds in one run)")
+	c.Flags().BoolVar(&withNode, "node", false, "also measure the simplest service a user would write instead: Node.js, mqtt.js + onnxruntime-node, the full model, the result on receipt (npm installs its packages into the user cache folder once)")
+	c.Flags().StringVar(&nodeURL, "node-broker", "", "the Node.js service's broker `url` (default --broker; required with the embedded broker: a Mosquitto)")
 	c.Flags().BoolVar(&together, "together", false, "run this build's agent and --agent-bin's side by side, each at --rate over the same interval (no responder): the fairest comparison of two builds on a shared machine")
 	return c
 }
