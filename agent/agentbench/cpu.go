@@ -55,13 +55,16 @@ type CPUOptions struct {
 type CPUSide struct {
 	Name string `json:"name"`
 	PID  int    `json:"pid"`
-	// Answered is how many answers the load generator received in the
-	// interval; Sent how many requests it sent.
+	// Answered is how many served answers the load generator received in
+	// the interval (status ok or late; for the responder, every echo),
+	// Refused how many error and shed answers (not counted in Answered),
+	// Sent how many requests it sent.
 	Sent     int `json:"sent"`
 	Answered int `json:"answered"`
+	Refused  int `json:"refused"`
 	// CPUSeconds is user + system time (from /proc/PID/stat).
 	CPUSeconds float64 `json:"cpu_seconds"`
-	// MicrosPerRequest is CPUSeconds per answered request, in µs.
+	// MicrosPerRequest is CPUSeconds per served (answered) request, in µs.
 	MicrosPerRequest float64 `json:"us_per_request"`
 	// AnonMiB and FileMiB are the process's resident memory at the end of
 	// the interval, anonymous (heap, stacks, ONNX Runtime's buffers) and
@@ -385,8 +388,19 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 		return CPUSide{}, nil, err
 	}
 	defer c.Close()
-	var answered atomic.Int64
-	if err := c.Subscribe(topics.Results("bench"), 1, func(m broker.Message) { m.Ack(); answered.Add(1) }); err != nil {
+	// Only served answers count: a refusal (status error or shed, e.g. an
+	// old build's overloaded) costs the server far less than a request
+	// served, and counting it would make a server that refuses look
+	// cheaper. The responder echoes the request, which has no status.
+	var answered, refused atomic.Int64
+	if err := c.Subscribe(topics.Results("bench"), 1, func(m broker.Message) {
+		m.Ack()
+		if r, _, err := schema.DecodeResult(m.Payload(), 1<<20); err == nil && (r.Status == schema.StatusError || r.Status == schema.StatusShed) {
+			refused.Add(1)
+			return
+		}
+		answered.Add(1)
+	}); err != nil {
 		return CPUSide{}, nil, err
 	}
 	if isAgent {
@@ -440,7 +454,7 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 			return CPUSide{}, nil, err
 		}
 	}
-	a0, s0 := answered.Load(), gen.sent.Load()
+	a0, s0, r0 := answered.Load(), gen.sent.Load(), refused.Load()
 	progress(fmt.Sprintf("%s: measuring for %s at %.0f/s", name, o.Duration, o.Rate))
 	select {
 	case <-time.After(o.Duration):
@@ -453,8 +467,8 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 	if err != nil {
 		return CPUSide{}, nil, err
 	}
-	a1, s1 := answered.Load(), gen.sent.Load()
-	side := CPUSide{PID: pid, Sent: int(s1 - s0), Answered: int(a1 - a0), CPUSeconds: cpu1 - cpu0}
+	a1, s1, r1 := answered.Load(), gen.sent.Load(), refused.Load()
+	side := CPUSide{PID: pid, Sent: int(s1 - s0), Answered: int(a1 - a0), Refused: int(r1 - r0), CPUSeconds: cpu1 - cpu0}
 	side.AnonMiB, side.FileMiB = procRSS(pid)
 	if side.Answered > 0 {
 		side.MicrosPerRequest = side.CPUSeconds / float64(side.Answered) * 1e6

@@ -235,10 +235,10 @@ ratios of one run.`,
 				}
 				rows := [][]string{}
 				for _, s := range []*agentbench.CPUSide{&r.Agent, &r.Other} {
-					rows = append(rows, []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered),
+					rows = append(rows, []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered), fmt.Sprint(s.Refused),
 						fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest), fmt.Sprintf("%.0f", s.AnonMiB), fmt.Sprintf("%.0f", s.FileMiB)})
 				}
-				if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "ANSWERED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
+				if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "SERVED", "REFUSED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "broker %s, %.0f req/s each for %.0f s, side by side: this build ÷ %s %.2f\n",
@@ -254,7 +254,7 @@ ratios of one run.`,
 				return printJSON(cmd.OutOrStdout(), r)
 			}
 			row := func(s *agentbench.CPUSide) []string {
-				return []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered),
+				return []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered), fmt.Sprint(s.Refused),
 					fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest), fmt.Sprintf("%.0f", s.AnonMiB), fmt.Sprintf("%.0f", s.FileMiB)}
 			}
 			rows := [][]string{row(&r.Agent)}
@@ -271,7 +271,7 @@ ratios of one run.`,
 					rows = append(rows, row(r.NodeBroker))
 				}
 			}
-			if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "ANSWERED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
+			if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "SERVED", "REFUSED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "broker %s, %.0f req/s for %.0f s: agent ÷ responder %.2f; with their brokers %.2f\n",
