@@ -43,7 +43,9 @@ type job struct {
 	conf         float64
 	class        int
 	top          []schema.ClassProb
-	late         bool
+	// late: the policy found the bound infeasible and the tenant chose to
+	// be served anyway (infeasible: late): exit 1 only.
+	late bool
 	// cut: a hard limit (latency, energy) stopped the job before its
 	// policy's own stopping rule fired (policies.Decision.Limit).
 	cut    bool

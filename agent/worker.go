@@ -121,8 +121,9 @@ func (a *Agent) before(j *job, done *[]*job) bool {
 			a.finish(j, schema.StatusShed, done)
 			return false
 		}
-		// Serve exit 1 late, and stop there.
-		j.late = true
+		// Serve exit 1 anyway, and stop there: short of any target a
+		// bound set (j.cut), late unless the result still makes it.
+		j.late, j.cut = true, true
 	case d.Action != policies.Continue && j.done > 0:
 		j.reason = d.Reason
 		j.cut = d.Limit
