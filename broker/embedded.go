@@ -94,6 +94,8 @@ type Embedded struct {
 	tlsl    *listeners.TCP
 	started bool
 	closed  bool
+	// stopWriteback ends the value log's writeback (writeback.go).
+	stopWriteback chan struct{}
 }
 
 // NewEmbedded validates cfg and returns a broker that is not yet listening;
@@ -189,6 +191,10 @@ func (e *Embedded) Start(ctx context.Context) error {
 
 	fail := func(err error) error {
 		_ = srv.Close() // closes listeners and hooks added so far
+		if e.stopWriteback != nil {
+			close(e.stopWriteback)
+			e.stopWriteback = nil
+		}
 		return err
 	}
 
@@ -211,6 +217,8 @@ func (e *Embedded) Start(ctx context.Context) error {
 			return fail(fmt.Errorf("broker: persistence in %s: %w", e.cfg.DataDir, err))
 		}
 		store = bh
+		e.stopWriteback = make(chan struct{})
+		go writeback(e.cfg.DataDir, e.stopWriteback)
 	}
 	if err := srv.AddHook(newTakeoverHook(store, e.log), nil); err != nil {
 		return fail(fmt.Errorf("broker: session takeover hook: %w", err))
@@ -237,10 +245,35 @@ func (e *Embedded) Start(ctx context.Context) error {
 	return nil
 }
 
+// storeOptions are the Badger options of the broker's store in dir.
+func storeOptions(dir string) badgerdb.Options {
+	// Modest Badger sizes: the broker's state is small, the edge box's
+	// memory is not large, and the agent runs a Badger of its own.
+	//
+	// Messages of more than valueThreshold bytes (camera frames: 150 KB
+	// to 600 KB) go to the value log, written once, with pointers in
+	// the LSM tree: kept in the tree, every frame was copied again by
+	// each flush and compaction although it is deleted milliseconds
+	// later on the agent's PUBACK (at 80 frames/s of 150 KB, compaction
+	// took more CPU than the model). The value log is reclaimed every
+	// gcInterval, so the folder stays a few files large.
+	return badgerdb.DefaultOptions(dir).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(16 << 20).
+		WithValueLogFileSize(valueLogFileSize).
+		WithValueThreshold(valueThreshold)
+}
+
 // valueThreshold is the stored message size from which the broker's
 // Badger keeps it in the value log rather than in the LSM tree: the small
 // requests of sensors stay in the tree, frames do not.
 const valueThreshold = 4 << 10
+
+// valueLogFileSize is the size of the broker's value log files: small
+// enough that the msync Badger does when one is full (writeback.go) is
+// short, large enough to be a few seconds of frames.
+const valueLogFileSize = 16 << 20
 
 // gcInterval is how often (seconds) the broker's value log is rewritten
 // to reclaim the frames already delivered.
@@ -257,22 +290,7 @@ const lockWait = 3 * time.Second
 func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) (persistHook, error) {
 	deadline := time.Now().Add(lockWait)
 	for {
-		// Modest Badger sizes: the broker's state is small, the edge box's
-		// memory is not large, and the agent runs a Badger of its own.
-		//
-		// Messages of more than valueThreshold bytes (camera frames: 150 KB
-		// to 600 KB) go to the value log, written once, with pointers in
-		// the LSM tree: kept in the tree, every frame was copied again by
-		// each flush and compaction although it is deleted milliseconds
-		// later on the agent's PUBACK (at 80 frames/s of 150 KB, compaction
-		// took more CPU than the model). The value log is reclaimed every
-		// gcInterval, so the folder stays a few files large.
-		opts := badgerdb.DefaultOptions(e.cfg.DataDir).
-			WithMemTableSize(16 << 20).
-			WithNumMemtables(2).
-			WithBlockCacheSize(16 << 20).
-			WithValueLogFileSize(64 << 20).
-			WithValueThreshold(valueThreshold)
+		opts := storeOptions(e.cfg.DataDir)
 		bh := persistHook{new(badgerhook.Hook)}
 		err := srv.AddHook(bh, &badgerhook.Options{Path: e.cfg.DataDir, Options: &opts, GcInterval: gcInterval})
 		if err == nil {
@@ -331,6 +349,9 @@ func (e *Embedded) Close() error {
 		return nil
 	}
 	e.closed = true
+	if e.stopWriteback != nil {
+		close(e.stopWriteback)
+	}
 	if e.srv == nil {
 		return nil
 	}
