@@ -80,8 +80,14 @@ type Config struct {
 	// MaxBatch is how many requests waiting at the same stage of the same
 	// model may run as one ONNX Runtime call (default 8; 1 turns batching
 	// off). Batches take only what is already waiting: batching never
-	// delays a request.
+	// delays a request, except one that waits for company (CompanyWait).
 	MaxBatch int
+	// CompanyWait is how long a request with an energy bound and no
+	// latency bound may wait, alone at a stage that can run batched, for
+	// another request at that stage to run with as one batch, each
+	// charged its share (default 20 ms; negative: never). It waits only
+	// when the stage's recent arrivals make company likely within it.
+	CompanyWait time.Duration
 	// MaxInflight is the agent's intake window: how many requests it holds
 	// at once, taken from the broker and not yet answered (default 1024).
 	// Further deliveries wait undecoded and
@@ -170,6 +176,12 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 8
+	}
+	switch {
+	case c.CompanyWait == 0:
+		c.CompanyWait = defaultCompanyWait
+	case c.CompanyWait < 0 || c.MaxBatch == 1:
+		c.CompanyWait = 0
 	}
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = 1024
@@ -869,6 +881,9 @@ func (a *Agent) tenantFor(name string) *tenant {
 // overflowLabel is the tenant label of metrics about tenants beyond
 // MaxTenants.
 const overflowLabel = "_other"
+
+// defaultCompanyWait is Config.CompanyWait's default.
+const defaultCompanyWait = 20 * time.Millisecond
 
 // label is the tenant label for name in metrics: the name for up to
 // MaxTenants names, overflowLabel beyond, so that made-up tenant names

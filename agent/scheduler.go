@@ -23,10 +23,16 @@ type task struct {
 	group string
 	// stageMS is the stage's predicted (p95) time alone; a batch of n is
 	// predicted to take n times as long.
-	stageMS  float64
-	queuedAt time.Time
-	job      *job
-	index    int // in the tenant's heap
+	stageMS float64
+	// companyWait is how long the task may wait for company at its stage
+	// (another task of its group to run with as one batch) when it is
+	// alone there; 0: never. holdUntil is when such a wait ends, set at
+	// push (zero: not waiting).
+	companyWait time.Duration
+	holdUntil   time.Time
+	queuedAt    time.Time
+	job         *job
+	index       int // in the tenant's heap
 }
 
 // before orders tasks: earliest deadline first, no deadline last, then
@@ -97,12 +103,29 @@ type scheduler struct {
 	rates map[string]*tenantRate
 	// slowdown is how much longer stages take than predicted, recently.
 	slowdown float64
+	// groups counts the queued tasks of each batching group, and
+	// groupRates rates the group's recent arrivals, for company waits.
+	groups     map[string]int
+	groupRates map[string]*tenantRate
+	// holdTimer wakes the workers when the earliest company wait ends
+	// (holdAt); nil when none is armed.
+	holdTimer *time.Timer
+	holdAt    time.Time
 }
+
+// companySize is the batch a task waiting for company waits for: itself
+// and one more. (Any task arriving at the stage takes a waiting one along,
+// so waiting for more would hold up only other waiting tasks.)
+const companySize = 2
+
+// maxGroupRates bounds the group rates kept (models × stages).
+const maxGroupRates = 1024
 
 func newScheduler(window time.Duration) *scheduler {
 	s := &scheduler{queues: map[string]*tenantQueue{}, active: map[*tenantQueue]struct{}{},
 		window: float64(window) / float64(time.Millisecond), batchBudget: defaultBatchBudgetMS,
-		plan: newPlanBook(1, time.Now()), rates: map[string]*tenantRate{}, slowdown: 1}
+		plan: newPlanBook(1, time.Now()), rates: map[string]*tenantRate{}, slowdown: 1,
+		groups: map[string]int{}, groupRates: map[string]*tenantRate{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -159,6 +182,28 @@ func (s *scheduler) pushWake(t *task, wake bool) error {
 		q.vt = math.Max(q.vt, s.vfloor)
 		s.active[q] = struct{}{}
 	}
+	t.holdUntil = time.Time{}
+	if t.group != "" {
+		now := time.Now()
+		s.groups[t.group]++
+		r := s.groupRates[t.group]
+		if r == nil {
+			if len(s.groupRates) >= maxGroupRates {
+				clear(s.groupRates)
+			}
+			r = &tenantRate{last: now}
+			s.groupRates[t.group] = r
+		}
+		r.rate = r.decayed(now) + 1/rateTau
+		r.last = now
+		// Alone at its stage, with company expected soon: wait for it.
+		// It waits only where the stage's recent arrival rate promises
+		// the company within the wait: else waiting only adds latency.
+		if t.companyWait > 0 && s.groups[t.group] == 1 &&
+			r.rate*float64(t.companyWait)/float64(time.Millisecond) >= companySize-1 {
+			t.holdUntil = now.Add(t.companyWait)
+		}
+	}
 	heap.Push(&q.tasks, t)
 	s.length++
 	if wake {
@@ -189,34 +234,79 @@ func (s *scheduler) pop() *task {
 
 // popBatch is pop, plus up to max-1 more tasks waiting for the same model
 // stage (any tenant, best first), to run as one batch. It takes only what
-// is already queued, so batching never delays a task.
+// is already queued, so batching never delays a task, except one that
+// waits for company (task.companyWait): it is not handed out while it is
+// alone at its stage and its wait has not ended.
 func (s *scheduler) popBatch(max int) []*task {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.length == 0 {
-		if s.closed {
-			return nil
+	for {
+		if s.length == 0 {
+			if s.closed {
+				return nil
+			}
+			s.waiting++
+			s.cond.Wait()
+			s.waiting--
+			continue
 		}
+		// Taken under the same lock as the wait: were it released in
+		// between, an inline runner could take the task first, and a nil
+		// here would end the worker.
+		if ts := s.popBatchLocked(max); ts != nil {
+			if s.length > 0 {
+				// More waits than this worker took: wake another one
+				// (pushes after a stage wake nobody; see Agent.after).
+				s.cond.Signal()
+			}
+			return ts
+		}
+		// Everything queued waits for company.
+		s.armHold()
 		s.waiting++
 		s.cond.Wait()
 		s.waiting--
 	}
-	// Taken under the same lock as the wait: were it released in between,
-	// an inline runner could take the task first, and a nil here would
-	// end the worker.
-	ts := s.popBatchLocked(max)
-	if s.length > 0 {
-		// More waits than this worker took: wake another one (pushes
-		// after a stage wake nobody; see Agent.after).
-		s.cond.Signal()
-	}
-	return ts
 }
 
-// popBatchLocked takes a batch; s.mu is held and the scheduler is not
-// empty.
+// holding reports whether t is waiting for company at now: it has a wait
+// that has not ended and no other task of its group is queued. On a closed
+// scheduler nothing waits.
+func (s *scheduler) holding(t *task, now time.Time) bool {
+	return !t.holdUntil.IsZero() && now.Before(t.holdUntil) && s.groups[t.group] < companySize && !s.closed
+}
+
+// armHold makes sure the workers are woken when the earliest company wait
+// of a queue's next task ends. s.mu is held.
+func (s *scheduler) armHold() {
+	var at time.Time
+	for q := range s.active {
+		if t := q.tasks[0]; !t.holdUntil.IsZero() && (at.IsZero() || t.holdUntil.Before(at)) {
+			at = t.holdUntil
+		}
+	}
+	if at.IsZero() || (s.holdTimer != nil && !s.holdAt.After(at)) {
+		return
+	}
+	if s.holdTimer != nil {
+		s.holdTimer.Stop()
+	}
+	s.holdAt = at
+	s.holdTimer = time.AfterFunc(time.Until(at), func() {
+		s.mu.Lock()
+		s.holdTimer, s.holdAt = nil, time.Time{}
+		s.mu.Unlock()
+		s.cond.Broadcast()
+	})
+}
+
+// popBatchLocked takes a batch, or nil when every queued task waits for
+// company; s.mu is held and the scheduler is not empty.
 func (s *scheduler) popBatchLocked(max int) []*task {
 	first := s.take()
+	if first == nil {
+		return nil
+	}
 	out := []*task{first}
 	if max <= 1 || first.group == "" || s.length == 0 {
 		return out
@@ -272,7 +362,8 @@ func (s *scheduler) popBatchLocked(max int) []*task {
 	return out
 }
 
-// tryPopBatch is popBatch without waiting: nil when nothing is queued.
+// tryPopBatch is popBatch without waiting: nil when nothing is queued
+// (or all of it waits for company).
 func (s *scheduler) tryPopBatch(max int) []*task {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -282,21 +373,35 @@ func (s *scheduler) tryPopBatch(max int) []*task {
 	return s.popBatchLocked(max)
 }
 
-// take removes the next task by the scheduling rule. s.mu is held and the
-// scheduler is not empty.
+// take removes the next task by the scheduling rule, skipping a tenant
+// whose next task waits for company; nil when every queue's does. s.mu is
+// held and the scheduler is not empty.
 func (s *scheduler) take() *task {
 	minVT := math.Inf(1)
 	for q := range s.active {
 		minVT = math.Min(minVT, q.vt)
 	}
+	now := time.Now()
 	var best *tenantQueue
 	for q := range s.active {
-		if q.vt > minVT+s.window {
+		if q.vt > minVT+s.window || s.holding(q.tasks[0], now) {
 			continue
 		}
 		if best == nil || q.tasks[0].before(best.tasks[0]) ||
 			(!best.tasks[0].before(q.tasks[0]) && q.vt < best.vt) {
 			best = q
+		}
+	}
+	if best == nil {
+		// Every eligible queue's next task waits for company; the share
+		// window may have left out one that does not.
+		for q := range s.active {
+			if !s.holding(q.tasks[0], now) && (best == nil || q.vt < best.vt) {
+				best = q
+			}
+		}
+		if best == nil {
+			return nil
 		}
 	}
 	t := heap.Pop(&best.tasks).(*task)
@@ -308,6 +413,11 @@ func (s *scheduler) take() *task {
 // account books a task taken out of q.
 func (s *scheduler) account(q *tenantQueue, t *task) {
 	s.length--
+	if t.group != "" {
+		if s.groups[t.group]--; s.groups[t.group] <= 0 {
+			delete(s.groups, t.group)
+		}
+	}
 	q.vt += t.cost / q.weight
 	if len(q.tasks) == 0 {
 		delete(s.active, q)

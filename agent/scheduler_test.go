@@ -274,3 +274,95 @@ func TestOneWakeReachesEveryWorker(t *testing.T) {
 	close(release)
 	wg.Wait()
 }
+
+// TestCompanyWait: a task with a company wait, alone at its stage, is not
+// handed out until companySize tasks of its stage are queued (then they run
+// as one batch) or its wait ends; without a wait, or at a stage whose recent
+// arrivals make company unlikely within it, it runs at once; closing the
+// scheduler hands it out.
+func TestCompanyWait(t *testing.T) {
+	mkw := func(s *scheduler, tenant, group string, wait time.Duration) *task {
+		x := mk(s, tenant, 0, 1)
+		x.group, x.stageMS, x.companyWait = group, 0.01, wait
+		return x
+	}
+	cases := []struct {
+		name string
+		wait time.Duration
+		// then, after pushing the waiting task: "" (nothing), "company"
+		// (a task of its group), "other" (a task of another group),
+		// "close"
+		then string
+		// heldAlone: tryPopBatch hands nothing out before then (else it
+		// hands out the task alone).
+		heldAlone bool
+		// want: the sizes of the batches popped afterwards, in order.
+		want []int
+	}{
+		{"no wait runs at once", 0, "", false, nil},
+		{"waits, then runs with company", time.Hour, "company", true, []int{companySize}},
+		{"another stage goes first, the wait goes on", time.Hour, "other", true, []int{1}},
+		{"closing ends the wait", time.Hour, "close", true, []int{1}},
+		{"company unlikely within a short wait", time.Microsecond, "", false, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newScheduler(time.Hour)
+			w := mkw(s, "sensor", "m/0", c.wait)
+			if err := s.push(w); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.tryPopBatch(8); (got == nil) != c.heldAlone || (got != nil && got[0] != w) {
+				t.Fatalf("alone: tryPopBatch gave %d tasks, want held %v", len(got), c.heldAlone)
+			}
+			switch c.then {
+			case "company":
+				for k := 1; k < companySize; k++ {
+					if got := s.tryPopBatch(8); got != nil {
+						t.Fatalf("with %d of %d at the stage: handed out %d tasks", k, companySize, len(got))
+					}
+					s.push(mkw(s, "load", "m/0", 0))
+				}
+			case "other":
+				s.push(mkw(s, "load", "m/1", 0))
+			case "close":
+				s.close()
+			}
+			for i, n := range c.want {
+				got := s.tryPopBatch(8)
+				if len(got) != n {
+					t.Fatalf("batch %d: %d tasks, want %d", i, len(got), n)
+				}
+				if c.then == "other" && got[0].group != "m/1" {
+					t.Fatalf("batch %d: group %s first, want the other stage's task", i, got[0].group)
+				}
+			}
+			if left := map[bool]int{true: 1}[c.then == "other"]; s.len() != left {
+				t.Fatalf("%d tasks left, want %d", s.len(), left)
+			}
+		})
+	}
+}
+
+// TestCompanyWaitEnds: a task whose company never comes is handed out by a
+// blocked popBatch once its wait has ended.
+func TestCompanyWaitEnds(t *testing.T) {
+	s := newScheduler(time.Hour)
+	// A recent stream of arrivals at the stage makes company likely.
+	for range 50 {
+		x := mk(s, "load", 0, 1)
+		x.group = "m/0"
+		s.push(x)
+		s.tryPopBatch(1)
+	}
+	w := mk(s, "sensor", 0, 1)
+	w.group, w.companyWait = "m/0", 20*time.Millisecond
+	s.push(w)
+	if w.holdUntil.IsZero() {
+		t.Fatal("the task does not wait for company despite recent arrivals at its stage")
+	}
+	got := s.popBatch(8) // returns when the wait's timer fires
+	if len(got) != 1 || got[0] != w || time.Now().Before(w.holdUntil) {
+		t.Fatalf("popBatch gave %d tasks before the wait ended", len(got))
+	}
+}

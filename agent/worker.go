@@ -104,6 +104,11 @@ func (a *Agent) before(j *job, done *[]*job) bool {
 	now := time.Now()
 	wait := now.Sub(j.task.queuedAt)
 	j.queue += wait
+	// The queue delay other tenants' policies see excludes a company
+	// wait, which is the waiting request's choice, not the queue's.
+	if h := j.task.holdUntil; !h.IsZero() {
+		wait = max(0, now.Sub(h))
+	}
 	a.observeQueueDelay(wait)
 	s := a.policyStep(j, now)
 	p := j.model.profile.Load()
@@ -180,8 +185,17 @@ func (a *Agent) setNextStage(j *job) {
 		j.task.stageMS = p.Stages[j.done].LatencyMS.P95
 	}
 	j.task.group = ""
+	j.task.companyWait = 0
 	if j.done < j.model.m.Exits() && j.model.m.DynamicBatch(j.done) {
 		j.task.group = j.model.name + "/" + strconv.Itoa(j.done)
+		// An energy-bounded request without a deadline may wait briefly
+		// for company at its stage: a stage run in a batch of two costs
+		// each request about half what it costs alone in service, where
+		// a µs-scale stage starts with cold caches (docs/architecture.md,
+		// "Energy").
+		if j.bound.EnergyMJ != nil && j.task.deadline.IsZero() {
+			j.task.companyWait = a.cfg.CompanyWait
+		}
 	}
 }
 
