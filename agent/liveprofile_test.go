@@ -33,7 +33,8 @@ func TestLivePredictionsFollowASlowdown(t *testing.T) {
 				if k%97 == 0 {
 					v *= 5
 				}
-				if l.observe(i, energy.Work{Wall: time.Duration(v * float64(time.Millisecond)), CPU: time.Duration(v * float64(time.Millisecond))}, v/200) {
+				now = now.Add(10 * time.Millisecond) // runs far enough apart that liveGap never holds a refresh back
+				if l.observe(i, energy.Work{Wall: time.Duration(v * float64(time.Millisecond)), CPU: time.Duration(v * float64(time.Millisecond))}, v/200, now) {
 					p = l.refresh(p, now)
 				}
 			}
@@ -70,9 +71,45 @@ func TestLiveNeedsEnoughRuns(t *testing.T) {
 	l := newLiveProfile(3)
 	p := baseProfile()
 	for k := 0; k < liveMin-1; k++ {
-		l.observe(0, energy.Work{Wall: 50 * time.Millisecond, CPU: 50 * time.Millisecond}, 0.25)
+		l.observe(0, energy.Work{Wall: 50 * time.Millisecond, CPU: 50 * time.Millisecond}, 0.25, time.Now())
 	}
 	if q := l.refresh(p, time.Now()); q != p {
 		t.Fatal("refreshed from fewer runs than liveMin")
+	}
+}
+
+// TestLiveRefreshAtMostEveryGap: runs that come faster than liveGap (a
+// busy agent) refresh the profile once per liveGap, not every liveEvery
+// runs; runs that come slowly refresh it every liveEvery runs.
+func TestLiveRefreshAtMostEveryGap(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		apart time.Duration // between runs
+		runs  int
+		want  int // refreshes that changed the profile
+	}{
+		// The first change comes at liveMin runs; a due refresh with
+		// fewer runs changes nothing and holds none back.
+		{"fast", liveGap / 1000, 10 * liveEvery, 1},
+		{"slow", liveGap, 10 * liveEvery, 10 - liveMin/liveEvery + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLiveProfile(1)
+			p := baseProfile()
+			now := time.Unix(1000, 0)
+			got := 0
+			for k := 0; k < tc.runs; k++ {
+				now = now.Add(tc.apart)
+				if l.observe(0, energy.Work{Wall: time.Millisecond, CPU: time.Millisecond}, 0.01, now) {
+					if q := l.refresh(p, now); q != p {
+						p = q
+						got++
+					}
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("%d runs %s apart: %d refreshes, want %d", tc.runs, tc.apart, got, tc.want)
+			}
+		})
 	}
 }
