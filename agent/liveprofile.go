@@ -26,6 +26,7 @@ import (
 // refreshes a second, ~3% of the agent's CPU. So a refresh also waits for
 // liveGap since the last: the profile still follows within a fraction of
 // a second, which is less than the window's own turnover at that rate.
+// Until a stage's window is full, refreshes come every liveEvery runs.
 const (
 	liveWindow = 512
 	liveEvery  = 64
@@ -62,7 +63,8 @@ func newLiveProfile(stages int) *liveProfile {
 
 // observe records a run of stage i (its wall and CPU time, and its energy
 // in mJ), ended at now; it reports whether the profile is due for a
-// refresh (liveEvery runs and liveGap since the last).
+// refresh (liveEvery runs and, once the stage's window is full, liveGap
+// since the last).
 func (l *liveProfile) observe(i int, w energy.Work, mj float64, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -77,7 +79,12 @@ func (l *liveProfile) observe(i int, w energy.Work, mj float64, now time.Time) b
 	}
 	l.count[i]++
 	l.since++
-	return l.since >= liveEvery && now.Sub(l.last) >= liveGap
+	if l.since < liveEvery {
+		return false
+	}
+	// Until the stage's window is full (an agent's first minutes), every
+	// liveEvery runs: the profile learns the service path's costs quickly.
+	return l.count[i] < liveWindow || now.Sub(l.last) >= liveGap
 }
 
 // refresh returns a copy of p whose stage latencies (and the exits'

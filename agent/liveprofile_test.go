@@ -78,37 +78,51 @@ func TestLiveNeedsEnoughRuns(t *testing.T) {
 	}
 }
 
-// TestLiveRefreshAtMostEveryGap: runs that come faster than liveGap (a
-// busy agent) refresh the profile once per liveGap, not every liveEvery
-// runs; runs that come slowly refresh it every liveEvery runs.
+// TestLiveRefreshAtMostEveryGap: once the window is full, runs that come
+// faster than liveGap (a busy agent) refresh the profile about once per
+// liveGap, not every liveEvery runs; runs that come slowly refresh it every
+// liveEvery runs. Until the window is full, every liveEvery runs.
 func TestLiveRefreshAtMostEveryGap(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		apart time.Duration // between runs
-		runs  int
-		want  int // refreshes that changed the profile
+		name     string
+		apart    time.Duration // between runs
+		runs     int           // after the window is full
+		min, max int           // refreshes that changed the profile, in those runs
 	}{
-		// The first change comes at liveMin runs; a due refresh with
-		// fewer runs changes nothing and holds none back.
-		{"fast", liveGap / 1000, 10 * liveEvery, 1},
-		{"slow", liveGap, 10 * liveEvery, 10 - liveMin/liveEvery + 1},
+		{"fast", liveGap / 1000, 100 * liveEvery, 5, 7}, // 640 ms of runs
+		{"slow", liveGap, 10 * liveEvery, 10, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLiveProfile(1)
 			p := baseProfile()
 			now := time.Unix(1000, 0)
-			got := 0
-			for k := 0; k < tc.runs; k++ {
+			run := func() bool {
 				now = now.Add(tc.apart)
 				if l.observe(0, energy.Work{Wall: time.Millisecond, CPU: time.Millisecond}, 0.01, now) {
 					if q := l.refresh(p, now); q != p {
 						p = q
-						got++
+						return true
 					}
 				}
+				return false
 			}
-			if got != tc.want {
-				t.Fatalf("%d runs %s apart: %d refreshes, want %d", tc.runs, tc.apart, got, tc.want)
+			filling := 0
+			for k := 0; k < liveWindow-1; k++ {
+				if run() {
+					filling++
+				}
+			}
+			if want := (liveWindow-1)/liveEvery - liveMin/liveEvery + 1; filling != want {
+				t.Fatalf("while the window filled: %d refreshes, want %d (every %d runs from %d)", filling, want, liveEvery, liveMin)
+			}
+			got := 0
+			for k := 0; k < tc.runs; k++ {
+				if run() {
+					got++
+				}
+			}
+			if got < tc.min || got > tc.max {
+				t.Fatalf("%d runs %s apart: %d refreshes, want %d..%d", tc.runs, tc.apart, got, tc.min, tc.max)
 			}
 		})
 	}
