@@ -290,7 +290,19 @@ func (s *scheduler) budget(j *job, now time.Time) (hard, fair float64) {
 	// one and wait for it (about one first stage).
 	reserve += j.plan.first * k
 	hard, fair = s.plan.budget(j, now, reserve, rate, boundMS)
-	return hard / k, fair / k
+	// The request's own stages run one after another: however many
+	// workers are free, what it still runs must fit the time it has left,
+	// at a slowdown it may well meet (the recent mean plus two deviations:
+	// a stage that takes 3x its profile under contention must not be the
+	// one that was planned to just fit).
+	chain := (left - planMarginMS) / s.slowdownHigh()
+	return math.Min(hard/k, chain), fair / k
+}
+
+// slowdownHigh is a slowdown the next stages may meet: the recent mean
+// plus two standard deviations. s.mu is held.
+func (s *scheduler) slowdownHigh() float64 {
+	return s.slowdown + 2*math.Sqrt(s.slowdownVar)
 }
 
 // slowdownNow is the plan's current slowdown.
@@ -302,7 +314,8 @@ func (s *scheduler) slowdownNow() float64 {
 
 // observeStage records that a stage predicted to take predictedMS (of
 // work, policies.StageWorkMS) took tookMS: the plan's slowdown follows the
-// ratio (an exponential average over about 20 stages), so that contention
+// ratio (an exponential average over about 20 stages, and its variance
+// for slowdownHigh), so that contention
 // for the CPU (the intake decoding frames, other processes) shrinks the
 // capacity the plan counts on as soon as the stages slow down, without
 // waiting for the live profile's next refresh.
@@ -312,7 +325,9 @@ func (s *scheduler) observeStage(predictedMS, tookMS float64) {
 	}
 	r := min(max(tookMS/predictedMS, 0.25), 8)
 	s.mu.Lock()
-	s.slowdown += (r - s.slowdown) / 20
+	d := r - s.slowdown
+	s.slowdown += d / 20
+	s.slowdownVar += (d*d - s.slowdownVar) / 20
 	s.mu.Unlock()
 }
 

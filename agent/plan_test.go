@@ -100,21 +100,32 @@ func TestPlanBudgets(t *testing.T) {
 		rate      float64 // requests/ms
 		hard      float64 // want
 		fair      float64
+		slow, dev float64 // slowdown mean and deviation (0: 1 and 0)
 	}{
-		{"empty", nil, 100, 10, 0, 2*100 - planMarginMS, 200},
-		{"work ahead", [][2]float64{{50, 60}, {80, 40}}, 100, 10, 0, 200 - 100 - planMarginMS, 100},
+		// Two free workers, but the request's own stages run one after
+		// another: what fits is its time left.
+		{"empty", nil, 100, 10, 0, 100 - planMarginMS, 200, 0, 0},
+		{"work ahead", [][2]float64{{50, 60}, {80, 40}}, 100, 10, 0, 200 - 100 - planMarginMS, 100, 0, 0},
+		{"more work ahead", [][2]float64{{50, 100}, {80, 40}}, 100, 10, 0, 200 - 140 - planMarginMS, 60, 0, 0},
 		// The later request (due at 120 ms, 230 ms booked) has 240 −
 		// 230 = 10 ms of slack: the earlier one may take 10 ms.
-		{"later request's slack", [][2]float64{{120, 230}}, 100, 5, 0, 10, -30},
+		{"later request's slack", [][2]float64{{120, 230}}, 100, 5, 0, 10, -30, 0, 0},
 		// It has none left: the earlier one still gets its mandatory stage.
-		{"later request full", [][2]float64{{120, 250}}, 100, 5, 0, 5, -50},
-		{"burst predicted", nil, 100, 10, 0.08, 200 - planMarginMS, 200 / 8.0},
+		{"later request full", [][2]float64{{120, 250}}, 100, 5, 0, 5, -50, 0, 0},
+		{"burst predicted", nil, 100, 10, 0.08, 100 - planMarginMS, 200 / 8.0, 0, 0},
+		// Stages take 1.5x their profile, give or take 0.25: the own
+		// chain is planned at 2x (95 / 2), the capacity at 1.5x.
+		{"slow and unsteady", nil, 100, 10, 0, (100 - planMarginMS) / 2, 200 / 1.5, 1.5, 0.25},
+		{"slow, work ahead", [][2]float64{{50, 130}}, 100, 10, 0, (200 - 130 - planMarginMS) / 1.5, 70 / 1.5, 1.5, 0.25},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newScheduler(time.Hour)
 			s.setWorkers(2)
 			s.plan.reset(now)
+			if c.slow > 0 {
+				s.slowdown, s.slowdownVar = c.slow, c.dev*c.dev
+			}
 			for i, bk := range c.booked {
 				s.plan.set(planJob(uint64(i+1), now.Add(time.Duration(bk[0]*float64(time.Millisecond))), 100), bk[1], now)
 			}
@@ -139,6 +150,9 @@ func TestPlanReservesForShorterBounds(t *testing.T) {
 	s := newScheduler(time.Hour)
 	s.setWorkers(2)
 	s.plan.reset(now)
+	// Work due earlier, so that the workers' capacity, not the request's
+	// own time left, is what binds.
+	s.plan.set(planJob(2, now.Add(50*time.Millisecond), 100), 150, now)
 	j := planJob(1, now.Add(100*time.Millisecond), 100)
 	s.rates["cam"] = &tenantRate{rate: 0.01, last: now, boundMS: 100, firstMS: 10}
 	alone, _ := s.budget(j, now)

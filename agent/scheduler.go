@@ -101,8 +101,9 @@ type scheduler struct {
 	// rates the tenants' recent arrivals (plan.go).
 	plan  *planBook
 	rates map[string]*tenantRate
-	// slowdown is how much longer stages take than predicted, recently.
-	slowdown float64
+	// slowdown is how much longer stages take than predicted, recently
+	// (the mean ratio); slowdownVar is the ratio's recent variance.
+	slowdown, slowdownVar float64
 	// groups counts the queued tasks of each batching group, and
 	// groupRates rates the group's recent arrivals, for company waits.
 	groups     map[string]int
