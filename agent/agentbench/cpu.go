@@ -105,6 +105,22 @@ type CPUResult struct {
 	RatioNodeWithBrokers float64  `json:"ratio_node_with_brokers,omitempty"`
 }
 
+// defaults fills in the rate, durations and progress callback left zero.
+func (o *CPUOptions) defaults() {
+	if o.Rate <= 0 {
+		o.Rate = 3000
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 3 * time.Second
+	}
+	if o.Progress == nil {
+		o.Progress = func(string) {}
+	}
+}
+
 // CPU measures the agent's and a bare responder's CPU per request at a
 // fixed rate of mnist-ee requests (to its last exit), one side after the
 // other, each process measured from /proc while an open-loop generator in
@@ -116,19 +132,8 @@ func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
 	if o.AgentCommand == nil {
 		o.AgentCommand = o.Command
 	}
-	if o.Rate <= 0 {
-		o.Rate = 3000
-	}
-	if o.Duration <= 0 {
-		o.Duration = 10 * time.Second
-	}
-	if o.Warmup <= 0 {
-		o.Warmup = 3 * time.Second
-	}
+	o.defaults()
 	progress := o.Progress
-	if progress == nil {
-		progress = func(string) {}
-	}
 	payloads, err := mnistPayloads(2000)
 	if err != nil {
 		return nil, err
@@ -282,19 +287,8 @@ func CPUPair(ctx context.Context, o CPUOptions) (*CPUPairResult, error) {
 	if o.Command == nil || o.AgentCommand == nil {
 		return nil, errors.New("agentbench: CPUPair needs Command and AgentCommand")
 	}
-	if o.Rate <= 0 {
-		o.Rate = 3000
-	}
-	if o.Duration <= 0 {
-		o.Duration = 10 * time.Second
-	}
-	if o.Warmup <= 0 {
-		o.Warmup = 3 * time.Second
-	}
+	o.defaults()
 	progress := o.Progress
-	if progress == nil {
-		progress = func(string) {}
-	}
 	payloads, err := mnistPayloads(2000)
 	if err != nil {
 		return nil, err

@@ -26,12 +26,23 @@ import (
 func serve(t *testing.T) (string, string) {
 	t.Helper()
 	emb := brokertest.StartEmbedded(t, broker.EmbeddedConfig{})
+	runAgent(t, agent.Config{BrokerURL: emb.Addr(), AgentID: "clients-test"})
+	hostPort := strings.TrimPrefix(emb.Addr(), "tcp://")
+	i := strings.LastIndex(hostPort, ":")
+	return hostPort[:i], hostPort[i+1:]
+}
+
+// runAgent runs an agent with cfg (a store in a temporary folder, a short
+// profile) until the test ends, and waits until it is ready.
+func runAgent(t *testing.T, cfg agent.Config) {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "store"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Store, cfg.ProfileRuns = st, 20
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, agent.Config{BrokerURL: emb.Addr(), Store: st, AgentID: "clients-test", ProfileRuns: 20})
+	a, err := agent.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,9 +54,6 @@ func serve(t *testing.T) (string, string) {
 	if err := a.WaitReady(wctx); err != nil {
 		t.Fatal(err)
 	}
-	hostPort := strings.TrimPrefix(emb.Addr(), "tcp://")
-	i := strings.LastIndex(hostPort, ":")
-	return hostPort[:i], hostPort[i+1:]
 }
 
 // need finds a program, failing in CI (where `make setup` installs it)

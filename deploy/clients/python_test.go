@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/delen-edge/delen/agent"
-	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/agent/tenants"
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/broker/brokertest"
@@ -107,24 +106,8 @@ func serveWithTenants(t *testing.T) string {
 		t.Fatal(err)
 	}
 	emb := brokertest.StartEmbedded(t, broker.EmbeddedConfig{Auth: f.Authenticator(schema.Topics{})})
-	st, err := store.Open(filepath.Join(t.TempDir(), "store"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, agent.Config{BrokerURL: emb.Addr(), Username: broker.DefaultAgentUser, Password: pyAgentPass,
-		Store: st, AgentID: "clients-test-auth", ProfileRuns: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; st.Close() })
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
-	if err := a.WaitReady(wctx); err != nil {
-		t.Fatal(err)
-	}
+	runAgent(t, agent.Config{BrokerURL: emb.Addr(), Username: broker.DefaultAgentUser, Password: pyAgentPass,
+		AgentID: "clients-test-auth"})
 	return emb.Addr()
 }
 
