@@ -158,10 +158,10 @@ func writeZeroModel(dir string) error {
 // rtt is a requester: it publishes one request at a time and waits for
 // the answer on the results topic.
 type rtt struct {
-	c      *broker.Client
-	req    string
-	got    chan struct{}
-	expect atomic.Pointer[string]
+	c       *broker.Client
+	req     string
+	got     chan struct{}
+	answers atomic.Int64 // every answer received, to check there is one per request
 }
 
 func newRTT(ctx context.Context, url, id, reqTopic, resTopic string) (*rtt, error) {
@@ -172,6 +172,7 @@ func newRTT(ctx context.Context, url, id, reqTopic, resTopic string) (*rtt, erro
 	r := &rtt{c: c, req: reqTopic, got: make(chan struct{}, 1)}
 	err = c.Subscribe(resTopic, 1, func(m broker.Message) {
 		m.Ack()
+		r.answers.Add(1)
 		select {
 		case r.got <- struct{}{}:
 		default:
@@ -200,6 +201,10 @@ func (r *rtt) once(ctx context.Context, payload []byte) (time.Duration, error) {
 	}
 }
 
+// echoPrefix is the bare echo's topic prefix: as long as the agent's
+// default prefix, so both sides' topics have the same length.
+const echoPrefix = "echo0"
+
 // Overhead measures the agent round trip against the bare echo,
 // alternating the two request by request.
 func Overhead(ctx context.Context, o Options) (*OverheadResult, error) {
@@ -223,14 +228,19 @@ func Overhead(ctx context.Context, o Options) (*OverheadResult, error) {
 	var topics schema.Topics
 	// The echo: a client that answers each request by publishing the same
 	// bytes on the results topic, then acknowledges it: the same pattern
-	// as the agent, without the agent.
+	// as the agent, without the agent. Its topics are under a prefix of
+	// the same length that the agent does not subscribe to: under the
+	// agent's prefix the agent would answer the echo's requests too (a
+	// second answer on the echo's results topic, and the agent's work
+	// on them landing in the round trips measured).
+	echoTopics := schema.Topics{Prefix: echoPrefix}
 	echo, err := broker.Dial(ctx, broker.ClientConfig{URL: o.BrokerURL, ClientID: "delen-bench-echo", CleanSession: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
 	defer echo.Close()
-	err = echo.Subscribe(topics.Requests("echo"), 1, func(m broker.Message) {
-		if err := echo.Publish(ctx, topics.Results("echo"), 1, false, m.Payload()); err == nil {
+	err = echo.Subscribe(echoTopics.Requests("bench"), 1, func(m broker.Message) {
+		if err := echo.Publish(ctx, echoTopics.Results("bench"), 1, false, m.Payload()); err == nil {
 			m.Ack()
 		}
 	})
@@ -242,7 +252,7 @@ func Overhead(ctx context.Context, o Options) (*OverheadResult, error) {
 		return nil, err
 	}
 	defer viaAgent.c.Close()
-	viaEcho, err := newRTT(ctx, o.BrokerURL, "delen-bench-req-echo", topics.Requests("echo"), topics.Results("echo"))
+	viaEcho, err := newRTT(ctx, o.BrokerURL, "delen-bench-req-echo", echoTopics.Requests("bench"), echoTopics.Results("bench"))
 	if err != nil {
 		return nil, err
 	}
@@ -277,6 +287,14 @@ func Overhead(ctx context.Context, o Options) (*OverheadResult, error) {
 		if o.Progress != nil && time.Since(last) > time.Second {
 			last = time.Now()
 			o.Progress(fmt.Sprintf("overhead: %d/%d round trips", i+1, warm+o.N))
+		}
+	}
+	// One answer per request on each side, or the sides did not measure
+	// what they say (the last answer may still be on its way: none is
+	// waited for after it arrived, so a count above is what can be told).
+	for _, r := range []*rtt{viaAgent, viaEcho} {
+		if n := r.answers.Load(); n > int64(warm+o.N) {
+			return nil, fmt.Errorf("%d answers to %d requests on %s: something else answers there", n, warm+o.N, r.req)
 		}
 	}
 	qa, qe := profile.Summarize(ta), profile.Summarize(te)
