@@ -437,3 +437,36 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 		}
 	})
 }
+
+// Messages a persistent session acknowledged stay acknowledged across a
+// restart: it finds only what it had not taken (the embedded broker once
+// kept every delivered message in its store and redelivered them all).
+func TestAcknowledgedGoneAfterRestart(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, b testBroker) {
+		cfg := broker.ClientConfig{URL: b.URL(), ClientID: "agent-a", CleanSession: false}
+		s := dial(t, cfg)
+		in := newInbox()
+		subscribe(t, s, "delen/+/requests", 1, in.handler(true))
+		pub := dial(t, broker.ClientConfig{URL: b.URL(), ClientID: "a-pub", CleanSession: true})
+		for i := range 20 {
+			publish(t, pub, "delen/t1/requests", 1, false, fmt.Sprint("served ", i))
+		}
+		for range 20 {
+			in.next(t, "a request")
+		}
+		// The broker reads a connection's packets in order: once it has
+		// answered this publish it has read the PUBACKs sent before it.
+		publish(t, s, "delen/t1/results", 1, false, "results")
+		s.Close()
+		publish(t, pub, "delen/t1/requests", 1, false, "queued")
+
+		b.Restart()
+
+		s = dial(t, cfg)
+		in = newInbox()
+		subscribe(t, s, "delen/+/requests", 1, in.handler(true))
+		if before, _ := in.until(t, "queued"); len(before) > 0 {
+			t.Fatalf("after the restart %d acknowledged messages came again before the queued one: %v", len(before), before)
+		}
+	})
+}

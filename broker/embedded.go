@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -94,8 +95,6 @@ type Embedded struct {
 	tlsl    *listeners.TCP
 	started bool
 	closed  bool
-	// stopWriteback ends the value log's writeback (writeback.go).
-	stopWriteback chan struct{}
 }
 
 // NewEmbedded validates cfg and returns a broker that is not yet listening;
@@ -191,10 +190,6 @@ func (e *Embedded) Start(ctx context.Context) error {
 
 	fail := func(err error) error {
 		_ = srv.Close() // closes listeners and hooks added so far
-		if e.stopWriteback != nil {
-			close(e.stopWriteback)
-			e.stopWriteback = nil
-		}
 		return err
 	}
 
@@ -217,8 +212,6 @@ func (e *Embedded) Start(ctx context.Context) error {
 			return fail(fmt.Errorf("broker: persistence in %s: %w", e.cfg.DataDir, err))
 		}
 		store = bh
-		e.stopWriteback = make(chan struct{})
-		go writeback(e.cfg.DataDir, e.stopWriteback)
 	}
 	if err := srv.AddHook(newTakeoverHook(store, e.log), nil); err != nil {
 		return fail(fmt.Errorf("broker: session takeover hook: %w", err))
@@ -245,65 +238,52 @@ func (e *Embedded) Start(ctx context.Context) error {
 	return nil
 }
 
-// storeOptions are the Badger options of the broker's store in dir.
+// storeOptions are the Badger options of the broker's store in dir:
+// sessions, subscriptions and retained messages (the messages in flight
+// are in the inflightLog). Modest sizes: the broker's state is small, the
+// edge box's memory is not large, and the agent runs a Badger of its own.
 func storeOptions(dir string) badgerdb.Options {
-	// Modest Badger sizes: the broker's state is small, the edge box's
-	// memory is not large, and the agent runs a Badger of its own.
-	//
-	// Messages of more than valueThreshold bytes (camera frames: 150 KB
-	// to 600 KB) go to the value log, written once, with pointers in
-	// the LSM tree: kept in the tree, every frame was copied again by
-	// each flush and compaction although it is deleted milliseconds
-	// later on the agent's PUBACK (at 80 frames/s of 150 KB, compaction
-	// took more CPU than the model). The value log is reclaimed every
-	// gcInterval, so the folder stays a few files large.
 	return badgerdb.DefaultOptions(dir).
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
 		WithBlockCacheSize(16 << 20).
-		WithValueLogFileSize(valueLogFileSize).
-		WithValueThreshold(valueThreshold)
+		WithValueLogFileSize(16 << 20)
 }
 
-// valueThreshold is the stored message size from which the broker's
-// Badger keeps it in the value log rather than in the LSM tree: the small
-// requests of sensors stay in the tree, frames do not.
-const valueThreshold = 4 << 10
+// inflightDir is the in-flight log's folder within the data folder.
+const inflightDir = "inflight"
 
-// valueLogFileSize is the size of the broker's value log files: small
-// enough that the msync Badger does when one is full (writeback.go) is
-// short, large enough to be a few seconds of frames.
-const valueLogFileSize = 16 << 20
-
-// gcInterval is how often (seconds) the broker's value log is rewritten
-// to reclaim the frames already delivered.
-const gcInterval = 20
+// gcInterval is how often (seconds) the Badger store's value log is
+// collected.
+const gcInterval = 60
 
 // lockWait bounds how long Start waits for the persistence folder's lock.
 const lockWait = 3 * time.Second
 
-// addStorage opens the Badger database through mochi's storage hook. A
+// addStorage opens the Badger database through mochi's storage hook, and
+// then, under the lock Badger holds on the folder, the in-flight log. A
 // database just closed (a restart in the same process) can stay locked for
 // a moment: Badger flocks its folder, and a child process forked at that
 // instant by any goroutine holds a copy of the descriptor until it execs.
 // So a lock conflict is retried briefly before it is reported.
-func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) (persistHook, error) {
+func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) (*persistHook, error) {
 	deadline := time.Now().Add(lockWait)
 	for {
 		opts := storeOptions(e.cfg.DataDir)
-		bh := persistHook{new(badgerhook.Hook)}
+		bh := &persistHook{Hook: new(badgerhook.Hook), log: e.log}
 		err := srv.AddHook(bh, &badgerhook.Options{Path: e.cfg.DataDir, Options: &opts, GcInterval: gcInterval})
 		if err == nil {
-			return bh, nil
+			bh.inflight, err = openInflightLog(filepath.Join(e.cfg.DataDir, inflightDir), inflightSegSize, e.log)
+			return bh, err
 		}
 		if !strings.Contains(err.Error(), "Cannot acquire directory lock") || time.Now().After(deadline) {
-			return persistHook{}, err
+			return nil, err
 		}
 		t := time.NewTimer(20 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return persistHook{}, ctx.Err()
+			return nil, ctx.Err()
 		case <-t.C:
 		}
 	}
@@ -349,9 +329,6 @@ func (e *Embedded) Close() error {
 		return nil
 	}
 	e.closed = true
-	if e.stopWriteback != nil {
-		close(e.stopWriteback)
-	}
 	if e.srv == nil {
 		return nil
 	}

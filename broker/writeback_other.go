@@ -1,8 +1,0 @@
-//go:build !linux
-
-package broker
-
-import "os"
-
-// startFileWriteback is a no-op where sync_file_range does not exist.
-func startFileWriteback(*os.File) error { return nil }
