@@ -39,9 +39,13 @@ import (
 // effective target, with the costs they were tuned for: the agent
 // refreshes profile latencies from live runs every few dozen stages,
 // sharing the calibration data, so a refreshed profile reuses the cascade
-// unless some exit's cost moved by more than 10% (then it is tuned again
-// in the background, ~10 ms for 10,000 samples, the old cascade serving
-// meanwhile). An AccuracyPolicy is safe for concurrent use.
+// unless the costs' shape changed: the cascade minimises the mean cost,
+// so costs all scaled by one factor (a machine that got busier or
+// quieter) pick the same thresholds, and only the cascade's expected cost
+// is rescaled. When some exit's cost moved by more than 10% relative to
+// the last exit's, the cascade is tuned again in the background (~10 ms
+// for 10,000 samples, the old cascade serving meanwhile). An
+// AccuracyPolicy is safe for concurrent use.
 type AccuracyPolicy struct {
 	// Target is the tenant's default accuracy target; 0 means none.
 	Target float64
@@ -88,6 +92,25 @@ func near(a, b []float64) bool {
 		}
 	}
 	return true
+}
+
+// scale is the factor f with a ≈ f·b when the cumulative costs a and b
+// have the same shape (every exit's cost relative to the last exit's
+// within retuneCostChange), and false otherwise. Thresholds tuned for b
+// are then the ones tuned for a: the tuner minimises a mean of costs, and
+// scaling every cost by f > 0 scales every cascade's mean by f.
+func scale(a, b []float64) (float64, bool) {
+	n := len(a)
+	if n == 0 || n != len(b) || !(a[n-1] > 0) || !(b[n-1] > 0) {
+		return 0, false
+	}
+	f := a[n-1] / b[n-1]
+	for k := range a {
+		if math.Abs(a[k]/a[n-1]-b[k]/b[n-1]) > retuneCostChange*b[k]/b[n-1] {
+			return 0, false
+		}
+	}
+	return f, true
 }
 
 // Tuned is the cascade an AccuracyPolicy serves for one profile and
@@ -240,6 +263,14 @@ func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 		// ~10 ms for 10,000 samples, and the caller is a worker that other
 		// tenants' stages wait for.
 		if !near(cost, e.cost) && !e.refreshing {
+			if f, ok := scale(cost, e.cost); ok {
+				// The same cascade; only its expected cost moves.
+				tu := *e.tu
+				tu.ExpCost *= f
+				ap.cache[key] = &tuned{cost: cost, tu: &tu}
+				ap.mu.Unlock()
+				return &tu
+			}
 			e.refreshing = true
 			ap.retunes.Add(1)
 			go func() {

@@ -3,6 +3,7 @@ package policies
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -260,9 +261,27 @@ func TestAccuracyCache(t *testing.T) {
 	if b := pol.Tune(&q, 0.9); a != b {
 		t.Fatal("a 5% latency change tuned again")
 	}
+	// Every stage twice as slow (a busier machine): the same thresholds,
+	// no tuning, the expected cost doubled.
+	s2 := *p
+	s2.Stages = append([]profile.StageStats(nil), p.Stages...)
+	for i := range s2.Stages {
+		s2.Stages[i].LatencyMS.P50 *= 2
+	}
+	if b := pol.Tune(&s2, 0.9); b == a || !slices.Equal(b.Thresholds, a.Thresholds) || math.Abs(b.ExpCost-2*a.ExpCost) > 1e-9*a.ExpCost {
+		t.Fatalf("all costs doubled: thresholds %v (were %v), expected cost %g (was %g)", b.Thresholds, a.Thresholds, b.ExpCost, a.ExpCost)
+	}
+	pol.retunes.Wait()
+	if b := pol.Tune(&s2, 0.9); !slices.Equal(b.Thresholds, a.Thresholds) {
+		t.Fatal("all costs doubled: tuned again")
+	}
+	if b := pol.Tune(p, 0.9); !slices.Equal(b.Thresholds, a.Thresholds) || math.Abs(b.ExpCost-a.ExpCost) > 1e-9*a.ExpCost {
+		t.Fatalf("back to the first costs: expected cost %g, want %g", b.ExpCost, a.ExpCost)
+	}
+	a = pol.Tune(p, 0.9)
 	q.Stages[0].LatencyMS.P50 *= 2
-	// A big change is re-tuned in the background; the old cascade serves
-	// until the new one is ready.
+	// A big change of shape is re-tuned in the background; the old
+	// cascade serves until the new one is ready.
 	if b := pol.Tune(&q, 0.9); b != a {
 		t.Fatal("a 2x latency change made the caller wait for a new tuning")
 	}
