@@ -25,10 +25,12 @@ type task struct {
 	// predicted to take n times as long.
 	stageMS float64
 	// companyWait is how long the task may wait for company at its stage
-	// (another task of its group to run with as one batch) when it is
-	// alone there; 0: never. holdUntil is when such a wait ends, set at
-	// push (zero: not waiting).
+	// (other tasks of its group to run with as one batch of company
+	// tasks, itself included) while fewer are queued there; 0: never.
+	// holdUntil is when such a wait ends, set at push (zero: not
+	// waiting).
 	companyWait time.Duration
+	company     int
 	holdUntil   time.Time
 	queuedAt    time.Time
 	job         *job
@@ -114,11 +116,6 @@ type scheduler struct {
 	holdAt    time.Time
 }
 
-// companySize is the batch a task waiting for company waits for: itself
-// and one more. (Any task arriving at the stage takes a waiting one along,
-// so waiting for more would hold up only other waiting tasks.)
-const companySize = 2
-
 // maxGroupRates bounds the group rates kept (models × stages).
 const maxGroupRates = 1024
 
@@ -197,12 +194,16 @@ func (s *scheduler) pushWake(t *task, wake bool) error {
 		}
 		r.rate = r.decayed(now) + 1/rateTau
 		r.last = now
-		// Alone at its stage, with company expected soon: wait for it.
-		// It waits only where the stage's recent arrival rate promises
-		// the company within the wait: else waiting only adds latency.
-		if t.companyWait > 0 && s.groups[t.group] == 1 &&
-			r.rate*float64(t.companyWait)/float64(time.Millisecond) >= companySize-1 {
-			t.holdUntil = now.Add(t.companyWait)
+		// Short of its company at its stage, with company expected soon:
+		// wait for it. It waits only where the stage's recent arrival
+		// rate promises company within the wait (else waiting only adds
+		// latency), and for no bigger a batch than the batch budget lets
+		// run.
+		if t.companyWait > 0 && r.rate*float64(t.companyWait)/float64(time.Millisecond) >= 1 {
+			t.company = min(t.company, s.batchMax(t.stageMS))
+			if s.groups[t.group] < t.company {
+				t.holdUntil = now.Add(t.companyWait)
+			}
 		}
 	}
 	heap.Push(&q.tasks, t)
@@ -236,8 +237,8 @@ func (s *scheduler) pop() *task {
 // popBatch is pop, plus up to max-1 more tasks waiting for the same model
 // stage (any tenant, best first), to run as one batch. It takes only what
 // is already queued, so batching never delays a task, except one that
-// waits for company (task.companyWait): it is not handed out while it is
-// alone at its stage and its wait has not ended.
+// waits for company (task.companyWait): it is not handed out while fewer
+// than its company are queued at its stage and its wait has not ended.
 func (s *scheduler) popBatch(max int) []*task {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -271,10 +272,35 @@ func (s *scheduler) popBatch(max int) []*task {
 }
 
 // holding reports whether t is waiting for company at now: it has a wait
-// that has not ended and no other task of its group is queued. On a closed
-// scheduler nothing waits.
-func (s *scheduler) holding(t *task, now time.Time) bool {
-	return !t.holdUntil.IsZero() && now.Before(t.holdUntil) && s.groups[t.group] < companySize && !s.closed
+// that has not ended and fewer than its company of tasks of its group are
+// queued (plus extra taken out for a batch). On a closed scheduler nothing
+// waits.
+func (s *scheduler) holding(t *task, now time.Time, extra int) bool {
+	return !t.holdUntil.IsZero() && now.Before(t.holdUntil) && s.groups[t.group]+extra < t.company && !s.closed
+}
+
+// ready is the task of q to hand out next at now: its best task that does
+// not wait for company; nil when all of them do. s.mu is held.
+func (s *scheduler) ready(q *tenantQueue, now time.Time) *task {
+	if t := q.tasks[0]; !s.holding(t, now, 0) {
+		return t
+	}
+	var best *task
+	for _, t := range q.tasks[1:] {
+		if !s.holding(t, now, 0) && (best == nil || t.before(best)) {
+			best = t
+		}
+	}
+	return best
+}
+
+// batchMax is the largest batch of a stage predicted to take stageMS
+// alone that the batch budget lets run (popBatchLocked).
+func (s *scheduler) batchMax(stageMS float64) int {
+	if stageMS <= 0 {
+		return math.MaxInt32
+	}
+	return max(1, int(math.Max(stageMS, s.batchBudget)/stageMS))
 }
 
 // armHold makes sure the workers are woken when the earliest company wait
@@ -282,8 +308,10 @@ func (s *scheduler) holding(t *task, now time.Time) bool {
 func (s *scheduler) armHold() {
 	var at time.Time
 	for q := range s.active {
-		if t := q.tasks[0]; !t.holdUntil.IsZero() && (at.IsZero() || t.holdUntil.Before(at)) {
-			at = t.holdUntil
+		for _, t := range q.tasks {
+			if !t.holdUntil.IsZero() && (at.IsZero() || t.holdUntil.Before(at)) {
+				at = t.holdUntil
+			}
 		}
 	}
 	if at.IsZero() || (s.holdTimer != nil && !s.holdAt.After(at)) {
@@ -312,10 +340,16 @@ func (s *scheduler) popBatchLocked(max int) []*task {
 	if max <= 1 || first.group == "" || s.length == 0 {
 		return out
 	}
+	// A task waiting for company joins a batch that has come to its
+	// company (counting the first task), or one whose first task's wait
+	// is over; else it waits on for a batch that size, rather than be
+	// taken along by every task that does not wait.
+	now := time.Now()
+	over := !first.holdUntil.IsZero()
 	var more []*task
 	for q := range s.active {
 		for _, t := range q.tasks {
-			if t.group == first.group {
+			if t.group == first.group && (over || !s.holding(t, now, 1)) {
 				more = append(more, t)
 			}
 		}
@@ -324,7 +358,6 @@ func (s *scheduler) popBatchLocked(max int) []*task {
 	// A task joins only while the batch, predicted to take n × the stage's
 	// time, still ends before every member's deadline: riding in a batch
 	// must not cost anyone a deadline.
-	now := time.Now()
 	earliest := first.deadline
 	if !earliest.After(now) {
 		earliest = time.Time{}
@@ -374,8 +407,9 @@ func (s *scheduler) tryPopBatch(max int) []*task {
 	return s.popBatchLocked(max)
 }
 
-// take removes the next task by the scheduling rule, skipping a tenant
-// whose next task waits for company; nil when every queue's does. s.mu is
+// take removes the next task by the scheduling rule, passing over the
+// tasks that wait for company (a tenant's next task that does not wait
+// goes instead); nil when every queued task waits. s.mu is
 // held and the scheduler is not empty.
 func (s *scheduler) take() *task {
 	minVT := math.Inf(1)
@@ -384,28 +418,32 @@ func (s *scheduler) take() *task {
 	}
 	now := time.Now()
 	var best *tenantQueue
+	var bt *task
 	for q := range s.active {
-		if q.vt > minVT+s.window || s.holding(q.tasks[0], now) {
+		if q.vt > minVT+s.window {
 			continue
 		}
-		if best == nil || q.tasks[0].before(best.tasks[0]) ||
-			(!best.tasks[0].before(q.tasks[0]) && q.vt < best.vt) {
-			best = q
+		t := s.ready(q, now)
+		if t == nil {
+			continue
+		}
+		if best == nil || t.before(bt) || (!bt.before(t) && q.vt < best.vt) {
+			best, bt = q, t
 		}
 	}
 	if best == nil {
-		// Every eligible queue's next task waits for company; the share
-		// window may have left out one that does not.
+		// Every eligible queue's tasks wait for company; the share window
+		// may have left out one that does not.
 		for q := range s.active {
-			if !s.holding(q.tasks[0], now) && (best == nil || q.vt < best.vt) {
-				best = q
+			if t := s.ready(q, now); t != nil && (best == nil || q.vt < best.vt) {
+				best, bt = q, t
 			}
 		}
 		if best == nil {
 			return nil
 		}
 	}
-	t := heap.Pop(&best.tasks).(*task)
+	t := heap.Remove(&best.tasks, bt.index).(*task)
 	s.vfloor = math.Max(s.vfloor, minVT)
 	s.account(best, t)
 	return t

@@ -275,70 +275,73 @@ func TestOneWakeReachesEveryWorker(t *testing.T) {
 	wg.Wait()
 }
 
-// TestCompanyWait: a task with a company wait, alone at its stage, is not
-// handed out until companySize tasks of its stage are queued (then they run
-// as one batch) or its wait ends; without a wait, or at a stage whose recent
-// arrivals make company unlikely within it, it runs at once; closing the
-// scheduler hands it out.
+// TestCompanyWait: a task with a company wait is not handed out until its
+// company (a batch of that many tasks of its stage, any tenant) is queued,
+// then they run as one batch, or until its wait ends; a task that does not
+// wait runs at once and takes the waiting ones along only when the batch
+// comes to their company; without a wait, at a stage whose recent arrivals
+// make company unlikely within it, or at one whose batch budget lets no
+// batch run, it runs at once; closing the scheduler hands it out.
 func TestCompanyWait(t *testing.T) {
-	mkw := func(s *scheduler, tenant, group string, wait time.Duration) *task {
-		x := mk(s, tenant, 0, 1)
-		x.group, x.stageMS, x.companyWait = group, 0.01, wait
-		return x
-	}
 	cases := []struct {
 		name string
-		wait time.Duration
-		// then, after pushing the waiting task: "" (nothing), "company"
-		// (a task of its group), "other" (a task of another group),
-		// "close"
-		then string
-		// heldAlone: tryPopBatch hands nothing out before then (else it
-		// hands out the task alone).
-		heldAlone bool
-		// want: the sizes of the batches popped afterwards, in order.
-		want []int
+		// script: one step per character. "w": push a task of tenant
+		// sensor at stage m/0 that waits for company (3 with the
+		// case's wait and stage time); "x": push a task of tenant load
+		// at m/0 that does not wait; "y": push a task of sensor at m/1
+		// that does not wait; "c": close; a digit n: tryPopBatch(8)
+		// must hand out n tasks ("0": none), all of one stage.
+		script  string
+		wait    time.Duration
+		stageMS float64
+		// firstY: the batches of one task are the "y" task.
+		firstY bool
 	}{
-		{"no wait runs at once", 0, "", false, nil},
-		{"waits, then runs with company", time.Hour, "company", true, []int{companySize}},
-		{"another stage goes first, the wait goes on", time.Hour, "other", true, []int{1}},
-		{"closing ends the wait", time.Hour, "close", true, []int{1}},
-		{"company unlikely within a short wait", time.Microsecond, "", false, nil},
+		{"no wait runs at once", "w1", 0, 0.01, false},
+		{"waits, then runs with its company", "w0w0w3", time.Hour, 0.01, false},
+		{"a task that does not wait goes alone", "w0x1w0", time.Hour, 0.01, false},
+		{"and takes waiting ones along once the batch comes to their company", "w0w0x3", time.Hour, 0.01, false},
+		{"waiting and not waiting tasks make the company together", "w0xx3", time.Hour, 0.01, false},
+		{"the tenant's task that does not wait goes before its waiting ones", "w0y1", time.Hour, 0.01, true},
+		{"closing ends the wait", "w0w0c2", time.Hour, 0.01, false},
+		{"company unlikely within a short wait", "w1", time.Microsecond, 0.01, false},
+		{"the batch budget lets no batch of this stage run", "w1", time.Hour, 1.5, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newScheduler(time.Hour)
-			w := mkw(s, "sensor", "m/0", c.wait)
-			if err := s.push(w); err != nil {
-				t.Fatal(err)
+			push := func(tenant, group string, wait time.Duration) {
+				x := mk(s, tenant, 0, 1)
+				x.group, x.stageMS, x.companyWait, x.company = group, c.stageMS, wait, 3
+				if err := s.push(x); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if got := s.tryPopBatch(8); (got == nil) != c.heldAlone || (got != nil && got[0] != w) {
-				t.Fatalf("alone: tryPopBatch gave %d tasks, want held %v", len(got), c.heldAlone)
-			}
-			switch c.then {
-			case "company":
-				for k := 1; k < companySize; k++ {
-					if got := s.tryPopBatch(8); got != nil {
-						t.Fatalf("with %d of %d at the stage: handed out %d tasks", k, companySize, len(got))
+			for i, step := range c.script {
+				switch step {
+				case 'w':
+					push("sensor", "m/0", c.wait)
+				case 'x':
+					push("load", "m/0", 0)
+				case 'y':
+					push("sensor", "m/1", 0)
+				case 'c':
+					s.close()
+				default:
+					want := int(step - '0')
+					got := s.tryPopBatch(8)
+					if len(got) != want {
+						t.Fatalf("step %d: handed out %d tasks, want %d", i, len(got), want)
 					}
-					s.push(mkw(s, "load", "m/0", 0))
+					for _, x := range got {
+						if x.group != got[0].group {
+							t.Fatalf("step %d: a batch of stages %s and %s", i, got[0].group, x.group)
+						}
+					}
+					if want == 1 && c.firstY && got[0].group != "m/1" {
+						t.Fatalf("step %d: stage %s handed out, want the task that does not wait", i, got[0].group)
+					}
 				}
-			case "other":
-				s.push(mkw(s, "load", "m/1", 0))
-			case "close":
-				s.close()
-			}
-			for i, n := range c.want {
-				got := s.tryPopBatch(8)
-				if len(got) != n {
-					t.Fatalf("batch %d: %d tasks, want %d", i, len(got), n)
-				}
-				if c.then == "other" && got[0].group != "m/1" {
-					t.Fatalf("batch %d: group %s first, want the other stage's task", i, got[0].group)
-				}
-			}
-			if left := map[bool]int{true: 1}[c.then == "other"]; s.len() != left {
-				t.Fatalf("%d tasks left, want %d", s.len(), left)
 			}
 		})
 	}
@@ -356,7 +359,7 @@ func TestCompanyWaitEnds(t *testing.T) {
 		s.tryPopBatch(1)
 	}
 	w := mk(s, "sensor", 0, 1)
-	w.group, w.companyWait = "m/0", 20*time.Millisecond
+	w.group, w.companyWait, w.company = "m/0", 20*time.Millisecond, 2
 	s.push(w)
 	if w.holdUntil.IsZero() {
 		t.Fatal("the task does not wait for company despite recent arrivals at its stage")

@@ -185,16 +185,16 @@ func (a *Agent) setNextStage(j *job) {
 		j.task.stageMS = p.Stages[j.done].LatencyMS.P95
 	}
 	j.task.group = ""
-	j.task.companyWait = 0
+	j.task.companyWait, j.task.company = 0, 0
 	if j.done < j.model.m.Exits() && j.model.m.DynamicBatch(j.done) {
 		j.task.group = j.model.name + "/" + strconv.Itoa(j.done)
 		// An energy-bounded request without a deadline may wait briefly
-		// for company at its stage: a stage run in a batch of two costs
-		// each request about half what it costs alone in service, where
-		// a µs-scale stage starts with cold caches (docs/architecture.md,
-		// "Energy").
+		// for company at its stage: a µs-scale stage run alone in
+		// service starts with cold caches and pays the call's overhead
+		// alone, and in a batch each request's share of both falls
+		// (docs/architecture.md, "Energy").
 		if j.bound.EnergyMJ != nil && j.task.deadline.IsZero() {
-			j.task.companyWait = a.cfg.CompanyWait
+			j.task.companyWait, j.task.company = a.cfg.CompanyWait, a.cfg.CompanySize
 		}
 	}
 }

@@ -22,7 +22,7 @@ import (
 //     (and as a last check in any case): before a stage, predict its finish
 //     as now + the stage's p95 latency; do not start it if that passes the
 //     deadline.
-//   - energy_mj: do not start a stage whose cautious (p95) profiled energy
+//   - energy_mj: do not start a stage whose cautious (p99) profiled energy
 //     would take the measured energy spent so far past the bound; exit 1 is
 //     infeasible only when its mean energy is above the bound.
 //   - accuracy: the tuned cascade of Accuracy (an AccuracyPolicy: per-exit
@@ -92,7 +92,7 @@ func hardLimits(s *Step, p *profile.Profile) Decision {
 		return d
 	}
 	if b.EnergyMJ != nil {
-		need := s.EnergyMJ + stageMJ(p, i)
+		need := s.EnergyMJ + boundMJ(p, i)
 		if i == 0 {
 			need = firstStageMJ(p)
 		}

@@ -180,10 +180,10 @@ func TestDeadlineCountsFromOrigin(t *testing.T) {
 
 // TestEnergyBoundUsesMeasuredSpread: with measured energy quantiles, exit 1
 // is refused only when its mean does not fit the bound, while a later
-// stage must fit with its p95.
+// stage must fit with its p99.
 func TestEnergyBoundUsesMeasuredSpread(t *testing.T) {
 	p := synthetic()
-	for i := range p.Stages { // p95 = 2 × mean
+	for i := range p.Stages { // p95 = 2 × mean, p99 = 3 × mean
 		m := p.Stages[i].EnergyMJ
 		p.Stages[i].EnergyQuantilesMJ = profile.Quantiles{Mean: m, P50: m, P95: 2 * m, P99: 3 * m}
 	}
@@ -196,7 +196,8 @@ func TestEnergyBoundUsesMeasuredSpread(t *testing.T) {
 		{1.5, []float64{1, 2, 3}, 1, Stop},       // exit 1 mean 1 fits, p95 2 would not
 		{0.9, []float64{1, 2, 3}, 0, Infeasible}, // exit 1's mean is above the bound
 		{4.5, []float64{1, 2, 3}, 1, Stop},       // 1 + p95 of stage 2 (4) = 5 > 4.5
-		{5.5, []float64{1, 2, 3}, 2, Stop},
+		{5.5, []float64{1, 2, 3}, 1, Stop},       // 1 + p95 (4) would fit, 1 + p99 (6) does not
+		{7.5, []float64{1, 2, 3}, 2, Stop},       // 1 + 6 fits; 3 + p99 of stage 3 (9) does not
 	}
 	for _, pol := range []Policy{BoundPolicy{}, &EnergyPolicy{}} {
 		for _, tc := range tests {

@@ -10,7 +10,7 @@ import (
 // request's bound.energy_mj, else the tenant's Params["mj"]. It does not
 // start a stage whose energy would take the request past the budget: the
 // energy spent so far (measured, Step.EnergyMJ; the profiled energy of the
-// stages run when nothing was measured) plus the stage's cautious (p95)
+// stages run when nothing was measured) plus the stage's cautious (p99)
 // profiled energy. When stage 1's mean energy is above the budget, the
 // request is Infeasible. Without a budget
 // it runs the full model. The latency deadline and a fixed exit of the
@@ -43,7 +43,7 @@ func (ep *EnergyPolicy) Before(s *Step, p *profile.Profile) Decision {
 		if spent <= 0 {
 			spent = cumMJ(p, 0, s.Done)
 		}
-		need := spent + stageMJ(p, s.Done)
+		need := spent + boundMJ(p, s.Done)
 		if s.Done == 0 {
 			need = firstStageMJ(p)
 		}

@@ -143,8 +143,8 @@ type energyQ int
 
 const (
 	energyMean energyQ = iota // what a stage typically costs
-	energyP95                 // a cautious figure, for a hard limit
-	energyP99                 // what an energy budget reserves
+	energyP95                 // a cautious figure
+	energyP99                 // what an energy bound and an energy budget check
 )
 
 // stageEnergy is a figure of stage i's profiled energy: the mean, or a
@@ -173,9 +173,14 @@ func stageEnergy(p *profile.Profile, i int, q energyQ) float64 {
 	return s.EnergyMJ
 }
 
-// stageMJ is the cautious (p95) profiled energy of stage i, what a hard
-// energy limit checks a stage against before starting it.
+// stageMJ is the cautious (p95) profiled energy of stage i.
 func stageMJ(p *profile.Profile, i int) float64 { return stageEnergy(p, i, energyP95) }
+
+// boundMJ is what an energy bound checks a stage after the first against
+// before starting it: its p99 profiled energy. The bound is to hold for
+// 99% of requests, and a request that goes on past exit 1 stakes it on
+// that stage's cost.
+func boundMJ(p *profile.Profile, i int) float64 { return stageEnergy(p, i, energyP99) }
 
 // firstStageMJ is what an energy limit checks stage 0 against: its mean.
 // Exit 1 is the least a request can be served, so a cautious figure would
