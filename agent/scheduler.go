@@ -21,9 +21,10 @@ type task struct {
 	// group names the model stage the task waits for ("model/stage") when
 	// that stage can run batched; tasks of one group may run together.
 	group string
-	// stageMS is the stage's predicted (p95) time alone; a batch of n is
-	// predicted to take n times as long.
-	stageMS float64
+	// stageMS is the stage's predicted (p95) time alone, itemMS its
+	// predicted (p95) work alone (the thread's CPU time); a batch of n is
+	// predicted to take stageMS + (n-1) × itemMS (batchMS).
+	stageMS, itemMS float64
 	// companyWait is how long the task may wait for company at its stage
 	// (other tasks of its group to run with as one batch of company
 	// tasks, itself included) while fewer are queued there; 0: never.
@@ -200,7 +201,7 @@ func (s *scheduler) pushWake(t *task, wake bool) error {
 		// latency), and for no bigger a batch than the batch budget lets
 		// run.
 		if t.companyWait > 0 && r.rate*float64(t.companyWait)/float64(time.Millisecond) >= 1 {
-			t.company = min(t.company, s.batchMax(t.stageMS))
+			t.company = min(t.company, s.batchMax(t))
 			if s.groups[t.group] < t.company {
 				t.holdUntil = now.Add(t.companyWait)
 			}
@@ -294,13 +295,29 @@ func (s *scheduler) ready(q *tenantQueue, now time.Time) *task {
 	return best
 }
 
-// batchMax is the largest batch of a stage predicted to take stageMS
-// alone that the batch budget lets run (popBatchLocked).
-func (s *scheduler) batchMax(stageMS float64) int {
-	if stageMS <= 0 {
-		return math.MaxInt32
+// batchMS is the predicted time of a batch of n of t's stage: the stage's
+// time alone, plus each further member's work alone. The time alone holds
+// what the stage waits for besides its work (descheduled on a busy
+// machine, where its p95 can be many times its work): a batch waits that
+// once, not once per member. (A member's share of the work is less than
+// its work alone: the call's overhead is paid once.)
+func batchMS(t *task, n int) float64 {
+	item := t.itemMS
+	if item <= 0 || item > t.stageMS {
+		item = t.stageMS
 	}
-	return max(1, int(math.Max(stageMS, s.batchBudget)/stageMS))
+	return t.stageMS + float64(n-1)*item
+}
+
+// batchMax is the largest batch of t's stage that the batch budget lets
+// run (popBatchLocked).
+func (s *scheduler) batchMax(t *task) int {
+	limit := math.Max(t.stageMS, s.batchBudget)
+	n := 1
+	for n < math.MaxInt16 && batchMS(t, n+1) <= limit {
+		n++
+	}
+	return n
 }
 
 // armHold makes sure the workers are woken when the earliest company wait
@@ -355,8 +372,8 @@ func (s *scheduler) popBatchLocked(max int) []*task {
 		}
 	}
 	sort.Slice(more, func(i, j int) bool { return more[i].before(more[j]) })
-	// A task joins only while the batch, predicted to take n × the stage's
-	// time, still ends before every member's deadline: riding in a batch
+	// A task joins only while the batch, predicted to take batchMS, still
+	// ends before every member's deadline: riding in a batch
 	// must not cost anyone a deadline.
 	earliest := first.deadline
 	if !earliest.After(now) {
@@ -371,16 +388,16 @@ func (s *scheduler) popBatchLocked(max int) []*task {
 		if !t.deadline.IsZero() && t.deadline.After(now) && (d.IsZero() || t.deadline.Before(d)) {
 			d = t.deadline
 		}
-		n := float64(len(joined) + 2)
+		n := batchMS(first, len(joined)+2)
 		// A batch may not take much longer than one stage would (else it
 		// holds a worker that a newly arrived request with a tight
 		// deadline needs): batching pays for small stages, where the
 		// per-call overhead dominates, not for heavy ones.
-		if n*first.stageMS > math.Max(first.stageMS, s.batchBudget) {
+		if n > math.Max(first.stageMS, s.batchBudget) {
 			break
 		}
 		// (A deadline already passed cannot be saved by running alone.)
-		if !d.IsZero() && d.After(now) && now.Add(time.Duration(n*first.stageMS*float64(time.Millisecond))).After(d) {
+		if !d.IsZero() && d.After(now) && now.Add(time.Duration(n*float64(time.Millisecond))).After(d) {
 			continue
 		}
 		earliest = d

@@ -168,30 +168,35 @@ func TestBatchNeverCostsADeadline(t *testing.T) {
 	}
 }
 
+// TestHeavyStagesAreNotBatched: a batch is predicted to take the stage's
+// time alone plus each further member's work alone, and may take no more
+// than the batch budget (2 ms) or one stage alone: heavy stages run alone,
+// small ones batched, and a small stage whose time alone is long because
+// it was descheduled (its work is short) is still batched.
 func TestHeavyStagesAreNotBatched(t *testing.T) {
-	s := newScheduler(time.Hour)
-	for i := 0; i < 4; i++ {
-		x := mk(s, "a", 0, 1)
-		x.group, x.stageMS = "m/1", 100
-		s.push(x)
+	cases := []struct {
+		name            string
+		stageMS, itemMS float64
+		want            int
+	}{
+		{"100 ms stages", 100, 0, 1},
+		{"100 ms stages, 90 ms of work", 100, 90, 1},
+		{"0.2 ms stages: 10 fit 2 ms, max is 8", 0.2, 0, 8},
+		{"1.5 ms stages of 1.5 ms work", 1.5, 1.5, 1},
+		{"1.5 ms stages of 0.1 ms work: 1.5 + 5 × 0.1 fits 2 ms", 1.5, 0.1, 6},
 	}
-	if got := s.popBatch(8); len(got) != 1 {
-		t.Fatalf("100 ms stages batched by %d", len(got))
-	}
-	for i := 0; i < 8; i++ {
-		x := mk(s, "b", 0, 1)
-		x.group, x.stageMS = "m/0", 0.2
-		s.push(x)
-	}
-	// 0.2 ms stages: a batch of up to 10 fits 2 ms; max is 8.
-	n := 0
-	for s.len() > 0 {
-		if got := s.popBatch(8); got[0].group == "m/0" {
-			n = max(n, len(got))
-		}
-	}
-	if n != 8 {
-		t.Fatalf("small stages batched by at most %d, want 8", n)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newScheduler(time.Hour)
+			for range 10 {
+				x := mk(s, "a", 0, 1)
+				x.group, x.stageMS, x.itemMS = "m/0", c.stageMS, c.itemMS
+				s.push(x)
+			}
+			if got := s.popBatch(8); len(got) != c.want {
+				t.Fatalf("batch of %d, want %d", len(got), c.want)
+			}
+		})
 	}
 }
 

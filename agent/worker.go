@@ -180,9 +180,9 @@ func (a *Agent) policyStep(j *job, now time.Time) *policies.Step {
 // tenant is charged and the batching group.
 func (a *Agent) setNextStage(j *job) {
 	j.task.cost = a.stageCost(j.model, j.done)
-	j.task.stageMS = 0
+	j.task.stageMS, j.task.itemMS = 0, 0
 	if p := j.model.profile.Load(); p != nil && j.done < len(p.Stages) {
-		j.task.stageMS = p.Stages[j.done].LatencyMS.P95
+		j.task.stageMS, j.task.itemMS = p.Stages[j.done].LatencyMS.P95, p.Stages[j.done].CPUMS.P95
 	}
 	j.task.group = ""
 	j.task.companyWait, j.task.company = 0, 0
