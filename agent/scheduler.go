@@ -34,19 +34,36 @@ type task struct {
 	company     int
 	holdUntil   time.Time
 	queuedAt    time.Time
-	job         *job
-	index       int // in the tenant's heap
+	// demoted: the task was found unable to make its deadline even at
+	// exit 1 and is to be served late (infeasible: late); it goes after
+	// every task that can still make its own (see scheduler.demote).
+	demoted bool
+	job     *job
+	index   int // in the tenant's heap
 }
 
-// before orders tasks: earliest deadline first, no deadline last, then
-// arrival order (so a request that has started goes before newer ones).
-func (a *task) before(b *task) bool {
-	ad, bd := a.deadline, b.deadline
+// rank is a task's class in the order: deadlines that can still be met,
+// then demoted tasks, then tasks without a deadline.
+func (t *task) rank() int {
 	switch {
-	case !ad.IsZero() && !bd.IsZero() && !ad.Equal(bd):
+	case t.deadline.IsZero():
+		return 2
+	case t.demoted:
+		return 1
+	}
+	return 0
+}
+
+// before orders tasks: earliest deadline first among those that can
+// still make it, then the demoted ones (earliest deadline first), then no
+// deadline, then arrival order (so a request that has started goes
+// before newer ones).
+func (a *task) before(b *task) bool {
+	if ra, rb := a.rank(), b.rank(); ra != rb {
+		return ra < rb
+	}
+	if ad, bd := a.deadline, b.deadline; !ad.Equal(bd) {
 		return ad.Before(bd)
-	case ad.IsZero() != bd.IsZero():
-		return !ad.IsZero()
 	}
 	return a.seq < b.seq
 }
@@ -213,6 +230,30 @@ func (s *scheduler) pushWake(t *task, wake bool) error {
 		s.cond.Signal()
 	}
 	return nil
+}
+
+// demote puts t, just taken for its first stage and found unable to make
+// its deadline, back behind every task that can still make its own: it
+// will be served late (infeasible: late), but not first. Under EDF a
+// request already late has the earliest deadline of all, so serving it
+// first makes the next one late too, and so on through a burst (the
+// domino effect of EDF under overload); demoted, it costs only itself
+// its deadline. Its share is refunded (it ran nothing) and its planned
+// work unbooked: it runs only where no planned work waits. It reports
+// false, and does nothing, when t was demoted before or when nothing else
+// is queued (serving it now delays no one).
+func (s *scheduler) demote(t *task) bool {
+	s.mu.Lock()
+	if t.demoted || s.length == 0 || s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	t.demoted = true
+	q := s.queue(t.tenant)
+	q.vt -= t.cost / q.weight
+	s.plan.set(t.job, 0, time.Now())
+	s.mu.Unlock()
+	return s.pushWake(t, false) == nil
 }
 
 // wakeIfQueued wakes a waiting worker when tasks are queued.

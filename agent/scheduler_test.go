@@ -374,3 +374,56 @@ func TestCompanyWaitEnds(t *testing.T) {
 		t.Fatalf("popBatch gave %d tasks before the wait ended", len(got))
 	}
 }
+
+// A task demoted for being unable to make its deadline goes after every
+// task that still can (whatever their deadlines), before the tasks
+// without one, and is demoted once only.
+func TestDemotedGoesAfterFeasible(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		others  []int // deadlines (ms) of the other tasks; 0: none
+		demoted bool  // whether demote moves the late task
+		want    []int // the order of pops after it, by deadline; -1: the late task
+	}{
+		{"nothing else queued", nil, false, []int{-1}},
+		{"behind later deadlines", []int{30, 20}, true, []int{20, 30, -1}},
+		{"before no deadline", []int{0, 40}, true, []int{40, -1, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScheduler(time.Hour)
+			late := mk(s, "cam", 5, 1)
+			if err := s.push(late); err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range tc.others {
+				if err := s.push(mk(s, "other", d, 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := s.pop(); got != late {
+				t.Fatalf("first pop: deadline %v, want the earliest (the late task)", got.deadline)
+			}
+			if got := s.demote(late); got != tc.demoted {
+				t.Fatalf("demote = %v, want %v", got, tc.demoted)
+			}
+			if !tc.demoted {
+				return
+			}
+			for i, w := range tc.want {
+				got := s.pop()
+				if w == -1 {
+					if got != late {
+						t.Fatalf("pop %d: deadline %v, want the late task", i, got.deadline)
+					}
+					if s.demote(got) {
+						t.Fatal("demoted twice")
+					}
+					continue
+				}
+				if got == late || (w == 0) != got.deadline.IsZero() || (w > 0 && got.deadline.UnixMilli() != int64(w)) {
+					t.Fatalf("pop %d: deadline %v (late task %v), want %d ms", i, got.deadline, got == late, w)
+				}
+			}
+		})
+	}
+}

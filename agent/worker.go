@@ -126,6 +126,12 @@ func (a *Agent) before(j *job, done *[]*job) bool {
 			a.finish(j, schema.StatusShed, done)
 			return false
 		}
+		// To be served late: behind the requests that can still make
+		// their deadlines, unless none waits.
+		j.task.queuedAt = now
+		if a.sched.demote(&j.task) {
+			return false
+		}
 		// Serve exit 1 anyway, and stop there: short of any target a
 		// bound set (j.cut), late unless the result still makes it.
 		j.late, j.cut = true, true
