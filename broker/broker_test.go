@@ -470,3 +470,54 @@ func TestAcknowledgedGoneAfterRestart(t *testing.T) {
 		}
 	})
 }
+
+// What a session has not acknowledged stays stored when it reconnects:
+// the broker hands it to the new connection, and a restart after that
+// still finds it (mochi reports the copy it drops from the old connection
+// as dropped, under the same keys; the embedded broker deleted the stored
+// messages then).
+func TestUnacknowledgedSurviveReconnectAndRestart(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, b testBroker) {
+		const n = 5
+		connect := func(in inbox, ack bool) *broker.Client {
+			return dial(t, broker.ClientConfig{URL: b.URL(), ClientID: "agent-u", CleanSession: false,
+				Subscriptions: []broker.Subscription{{Filter: "delen/+/requests", QoS: 1, Handler: in.handler(ack)}}})
+		}
+		in := newInbox()
+		s := connect(in, false)
+		pub := dial(t, broker.ClientConfig{URL: b.URL(), ClientID: "u-pub", CleanSession: true})
+		for i := range n {
+			publish(t, pub, "delen/t1/requests", 1, false, fmt.Sprint("held ", i))
+		}
+		for range n {
+			in.next(t, "a request")
+		}
+		s.Close()
+		// Reconnected, the session gets the same messages again, and does
+		// not acknowledge them either.
+		in = newInbox()
+		s = connect(in, false)
+		for range n {
+			in.next(t, "a redelivery")
+		}
+		s.Close()
+		pub.Close()
+
+		b.Restart()
+
+		in = newInbox()
+		connect(in, true)
+		pub = dial(t, broker.ClientConfig{URL: b.URL(), ClientID: "u-pub2", CleanSession: true})
+		publish(t, pub, "delen/t1/requests", 1, false, "marker")
+		got := map[string]bool{}
+		before, _ := in.until(t, "marker")
+		for _, p := range before {
+			got[p] = true
+		}
+		for i := range n {
+			if !got[fmt.Sprint("held ", i)] {
+				t.Fatalf("after a reconnection and a restart, %q was not redelivered (got %v)", fmt.Sprint("held ", i), before)
+			}
+		}
+	})
+}
