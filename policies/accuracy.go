@@ -238,12 +238,19 @@ func LiveGap(p *profile.Profile) float64 {
 }
 
 // effectiveTarget is the target a cascade is tuned for: the bound plus
-// LiveGap, rounded up to 1e-4 (so a gap that drifts a little does not
-// retune every time), at most 1.
+// LiveGap rounded up to liveGapStep (so a gap that drifts a little does
+// not tune a new cascade at every refresh), rounded up to 1e-4, at most 1.
 func effectiveTarget(p *profile.Profile, target float64) float64 {
-	t := target + LiveGap(p)
-	return min(math.Ceil(t*1e4-1e-6)/1e4, 1)
+	g := math.Ceil(LiveGap(p)/liveGapStep-1e-6) * liveGapStep
+	return min(math.Ceil((target+g)*1e4-1e-6)/1e4, 1)
 }
+
+// liveGapStep is the step the live gap moves the effective target by.
+const liveGapStep = 1e-3
+
+// stricterSpan is how much stricter a cached cascade's target may be than
+// the one asked for, to serve while that one is tuned (see Tune).
+const stricterSpan = 0.01
 
 // Tune returns the cascade served for profile p and an accuracy target,
 // tuning it on p's calibration data on first use. Thresholds is nil when p
@@ -281,6 +288,22 @@ func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 		ap.mu.Unlock()
 		return e.tu
 	}
+	// A new effective target (the live gap moved down, or a tenant's
+	// bound did, a little): a cached cascade of a slightly stricter
+	// target on the same data serves while the new one is tuned in the
+	// background, so that the worker, which other tenants' stages wait
+	// for, does not tune. (A target that moved up is tuned here: serving
+	// a laxer cascade meanwhile would break the bound.)
+	if st := ap.stricterLocked(key); st != nil {
+		ap.cache[key] = &tuned{cost: cost, tu: st.tu, refreshing: true}
+		ap.retunes.Add(1)
+		go func() {
+			defer ap.retunes.Done()
+			ap.store(key, cost, ap.tune(p.Validation, cost, eff, unit))
+		}()
+		ap.mu.Unlock()
+		return st.tu
+	}
 	ap.mu.Unlock()
 	// First use: tune outside the lock (two goroutines may both tune the
 	// same key once, which is harmless, and nobody waits on an unrelated
@@ -295,6 +318,24 @@ func (ap *AccuracyPolicy) tune(v *profile.Validation, cost []float64, eff float6
 	thr, acc, c, ok := TuneWithMargin(v, cost, eff, ap.Alpha)
 	return &Tuned{Target: eff, Thresholds: thr, ExpAccuracy: acc, ExpCost: c, CostUnit: unit, OK: ok,
 		ExitAccuracy: exitAccuracies(v, thr)}
+}
+
+// stricterLocked is the cached cascade for key's data and margin whose
+// target is the least at or above key's, within stricterSpan, tuned and
+// OK; nil if none. ap.mu is held.
+func (ap *AccuracyPolicy) stricterLocked(key tuneKey) *tuned {
+	var best *tuned
+	var bestT float64
+	for k, e := range ap.cache {
+		if k.v != key.v || k.alpha != key.alpha || k.target < key.target || k.target > key.target+stricterSpan ||
+			e.tu == nil || !e.tu.OK || e.tu.Target != k.target {
+			continue
+		}
+		if best == nil || k.target < bestT {
+			best, bestT = e, k.target
+		}
+	}
+	return best
 }
 
 // store caches tu for key, tuned for cost.

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"math"
 	"testing"
 
 	"github.com/delen-edge/delen/models/profile"
@@ -158,5 +159,37 @@ func TestEstimateAccuracy(t *testing.T) {
 	s := &Step{Exits: 3, Done: 1, Confidence: 0.999} // no accuracy bound: the calibration table
 	if got, want := EstimateAccuracy(pol, s, p), ExpectedAccuracy(p, 1, 0.999); got != want {
 		t.Errorf("no accuracy bound: %.4f, want %.4f", got, want)
+	}
+}
+
+// TestLiveGapMovesWithoutStalling: a live gap that shrinks is served by
+// the cached cascade of the (stricter) target it had while the new one is
+// tuned in the background; one that grows is tuned before it serves, so
+// the bound never gets a laxer cascade.
+func TestLiveGapMovesWithoutStalling(t *testing.T) {
+	p := withValidation(10000)
+	ap := &AccuracyPolicy{Alpha: MarginAlpha}
+	gap := func(g float64) *profile.Profile {
+		q := *p
+		q.Live = &profile.LiveAccuracy{Samples: 2000, Expected: 0.95, Measured: 0.95 - g}
+		return &q
+	}
+	for _, c := range []struct {
+		gap        float64
+		now, later float64 // the target served at once, and once tuning is done
+	}{
+		{0.005, 0.905, 0.905},  // first use: tuned at once
+		{0.002, 0.905, 0.902},  // smaller: the stricter one meanwhile
+		{0.008, 0.908, 0.908},  // larger: tuned at once
+		{0.0075, 0.908, 0.908}, // within one step of the gap: the same cascade
+	} {
+		tu := ap.Tune(gap(c.gap), 0.9)
+		if math.Abs(tu.Target-c.now) > 1e-9 {
+			t.Errorf("gap %.4f: served a cascade for %.4f at once, want %.4f", c.gap, tu.Target, c.now)
+		}
+		ap.retunes.Wait()
+		if tu := ap.Tune(gap(c.gap), 0.9); math.Abs(tu.Target-c.later) > 1e-9 {
+			t.Errorf("gap %.4f: served a cascade for %.4f once tuned, want %.4f", c.gap, tu.Target, c.later)
+		}
 	}
 }
