@@ -16,8 +16,12 @@ import (
 // the caches cold and costs several times what a tight profiling loop
 // measures; docs/architecture.md, "Energy"). Every stage run alone
 // (batch of one) is recorded in a window of the latest liveWindow runs per
-// stage; every liveEvery runs the stage's quantiles are recomputed from its
-// window. Window quantiles are robust: a few outliers move p50 not at all
+// stage (wall and CPU time: what one run takes), and every request's share
+// of every run's energy, alone or batched, in a window of the latest
+// liveWindow shares (what a request is charged, as its result reports it:
+// with company waits most energy-bounded requests run batched, and a lone
+// run's cold cost would overstate theirs); every liveEvery runs the stage's
+// quantiles are recomputed from its windows. Window quantiles are robust: a few outliers move p50 not at all
 // and p95 little, while a lasting change takes over the window within
 // liveWindow runs.
 //
@@ -41,10 +45,11 @@ const (
 // time, energy.
 type liveProfile struct {
 	mu     sync.Mutex
-	window [][]float64 // ring buffer per stage: wall time, in ms
+	window [][]float64 // ring buffer per stage: wall time of lone runs, in ms
 	cpu    [][]float64 // the same runs' thread CPU time, in ms
-	energy [][]float64 // the same runs' energy, in mJ
-	count  []int       // runs seen per stage
+	energy [][]float64 // ring buffer per stage: requests' energy shares, in mJ
+	count  []int       // lone runs seen per stage
+	shares []int       // energy shares seen per stage
 	since  int         // runs since the last refresh
 	last   time.Time   // the last refresh
 	dirty  bool        // refreshed since the last persist
@@ -52,7 +57,7 @@ type liveProfile struct {
 
 func newLiveProfile(stages int) *liveProfile {
 	l := &liveProfile{window: make([][]float64, stages), cpu: make([][]float64, stages),
-		energy: make([][]float64, stages), count: make([]int, stages)}
+		energy: make([][]float64, stages), count: make([]int, stages), shares: make([]int, stages)}
 	for i := range l.window {
 		l.window[i] = make([]float64, 0, liveWindow)
 		l.cpu[i] = make([]float64, 0, liveWindow)
@@ -61,23 +66,35 @@ func newLiveProfile(stages int) *liveProfile {
 	return l
 }
 
-// observe records a run of stage i (its wall and CPU time, and its energy
-// in mJ), ended at now; it reports whether the profile is due for a
-// refresh (liveEvery runs and, once the stage's window is full, liveGap
-// since the last).
-func (l *liveProfile) observe(i int, w energy.Work, mj float64, now time.Time) bool {
+// observe records a run of stage i for a batch of n requests (its wall and
+// CPU time when n is 1, and each request's share of its energy, mj/n),
+// ended at now; it reports whether the profile is due for a refresh
+// (liveEvery runs and, once the stage's window is full, liveGap since the
+// last).
+func (l *liveProfile) observe(i int, w energy.Work, mj float64, n int, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	wall, cpu := ms(w.Wall), ms(w.CPU)
-	if len(l.window[i]) < liveWindow {
-		l.window[i] = append(l.window[i], wall)
-		l.cpu[i] = append(l.cpu[i], cpu)
-		l.energy[i] = append(l.energy[i], mj)
-	} else {
-		at := l.count[i] % liveWindow
-		l.window[i][at], l.cpu[i][at], l.energy[i][at] = wall, cpu, mj
+	n = max(n, 1)
+	if n == 1 {
+		wall, cpu := ms(w.Wall), ms(w.CPU)
+		if len(l.window[i]) < liveWindow {
+			l.window[i] = append(l.window[i], wall)
+			l.cpu[i] = append(l.cpu[i], cpu)
+		} else {
+			at := l.count[i] % liveWindow
+			l.window[i][at], l.cpu[i][at] = wall, cpu
+		}
+		l.count[i]++
 	}
-	l.count[i]++
+	share := mj / float64(n)
+	for range n {
+		if len(l.energy[i]) < liveWindow {
+			l.energy[i] = append(l.energy[i], share)
+		} else {
+			l.energy[i][l.shares[i]%liveWindow] = share
+		}
+		l.shares[i]++
+	}
 	l.since++
 	if l.since < liveEvery {
 		return false
@@ -99,15 +116,20 @@ func (l *liveProfile) refresh(p *profile.Profile, now time.Time) *profile.Profil
 	q.Exits = append([]profile.ExitStats(nil), p.Exits...)
 	changed := false
 	for i := range q.Stages {
-		if i >= len(l.window) || len(l.window[i]) < liveMin {
+		if i >= len(l.window) {
 			continue
 		}
-		q.Stages[i].LatencyMS = profile.Summarize(append([]float64(nil), l.window[i]...))
-		q.Stages[i].CPUMS = profile.Summarize(append([]float64(nil), l.cpu[i]...))
-		q.Stages[i].Runs = len(l.window[i])
-		eq := profile.Summarize(append([]float64(nil), l.energy[i]...))
-		q.Stages[i].EnergyMJ, q.Stages[i].EnergyQuantilesMJ = eq.Mean, eq
-		changed = true
+		if len(l.window[i]) >= liveMin {
+			q.Stages[i].LatencyMS = profile.Summarize(append([]float64(nil), l.window[i]...))
+			q.Stages[i].CPUMS = profile.Summarize(append([]float64(nil), l.cpu[i]...))
+			q.Stages[i].Runs = len(l.window[i])
+			changed = true
+		}
+		if len(l.energy[i]) >= liveMin {
+			eq := profile.Summarize(append([]float64(nil), l.energy[i]...))
+			q.Stages[i].EnergyMJ, q.Stages[i].EnergyQuantilesMJ = eq.Mean, eq
+			changed = true
+		}
 	}
 	if !changed {
 		return p

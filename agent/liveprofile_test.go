@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func TestLivePredictionsFollowASlowdown(t *testing.T) {
 					v *= 5
 				}
 				now = now.Add(10 * time.Millisecond) // runs far enough apart that liveGap never holds a refresh back
-				if l.observe(i, energy.Work{Wall: time.Duration(v * float64(time.Millisecond)), CPU: time.Duration(v * float64(time.Millisecond))}, v/200, now) {
+				if l.observe(i, energy.Work{Wall: time.Duration(v * float64(time.Millisecond)), CPU: time.Duration(v * float64(time.Millisecond))}, v/200, 1, now) {
 					p = l.refresh(p, now)
 				}
 			}
@@ -71,7 +72,7 @@ func TestLiveNeedsEnoughRuns(t *testing.T) {
 	l := newLiveProfile(3)
 	p := baseProfile()
 	for k := 0; k < liveMin-1; k++ {
-		l.observe(0, energy.Work{Wall: 50 * time.Millisecond, CPU: 50 * time.Millisecond}, 0.25, time.Now())
+		l.observe(0, energy.Work{Wall: 50 * time.Millisecond, CPU: 50 * time.Millisecond}, 0.25, 1, time.Now())
 	}
 	if q := l.refresh(p, time.Now()); q != p {
 		t.Fatal("refreshed from fewer runs than liveMin")
@@ -98,7 +99,7 @@ func TestLiveRefreshAtMostEveryGap(t *testing.T) {
 			now := time.Unix(1000, 0)
 			run := func() bool {
 				now = now.Add(tc.apart)
-				if l.observe(0, energy.Work{Wall: time.Millisecond, CPU: time.Millisecond}, 0.01, now) {
+				if l.observe(0, energy.Work{Wall: time.Millisecond, CPU: time.Millisecond}, 0.01, 1, now) {
 					if q := l.refresh(p, now); q != p {
 						p = q
 						return true
@@ -123,6 +124,57 @@ func TestLiveRefreshAtMostEveryGap(t *testing.T) {
 			}
 			if got < tc.min || got > tc.max {
 				t.Fatalf("%d runs %s apart: %d refreshes, want %d..%d", tc.runs, tc.apart, got, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// TestLiveEnergyIsWhatARequestIsCharged: the live energy of a stage is
+// each request's share of its runs, batched or alone (what results
+// report), while its latency and CPU time come from lone runs only.
+func TestLiveEnergyIsWhatARequestIsCharged(t *testing.T) {
+	type run struct {
+		n      int     // requests in the batch
+		wallMS float64 // the run's wall and CPU time
+		mj     float64 // the run's energy
+		times  int
+	}
+	cases := []struct {
+		name         string
+		runs         []run
+		wantMJ       float64 // stage energy (mean share)
+		wantP95MS    float64 // stage latency p95
+		wantLoneRuns int
+	}{
+		{"lone runs", []run{{1, 1, 0.4, 600}}, 0.4, 1, liveWindow},
+		{"batches of 4 after lone runs", []run{{1, 1, 0.4, 300}, {4, 3, 0.8, 200}}, 0.2, 1, 300},
+		{"batches that cost what their requests would alone", []run{{1, 1, 0.4, 200}, {2, 2, 0.8, 300}}, 0.4, 1, 200},
+		{"one lone run per batch of 3", []run{{1, 1, 0.4, 128}, {3, 2, 0.3, 128}}, 0.175, 1, 128},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLiveProfile(1)
+			p := baseProfile()
+			now := time.Unix(1000, 0)
+			for _, r := range c.runs {
+				for range r.times {
+					now = now.Add(time.Second)
+					d := time.Duration(r.wallMS * float64(time.Millisecond))
+					if l.observe(0, energy.Work{Wall: d, CPU: d}, r.mj, r.n, now) {
+						p = l.refresh(p, now)
+					}
+				}
+			}
+			p = l.refresh(p, now)
+			s := p.Stages[0]
+			if math.Abs(s.EnergyMJ-c.wantMJ) > 1e-9 {
+				t.Errorf("stage energy %.4f mJ, want %.4f", s.EnergyMJ, c.wantMJ)
+			}
+			if s.LatencyMS.P95 != c.wantP95MS || s.CPUMS.P95 != c.wantP95MS {
+				t.Errorf("stage latency p95 %.3f ms, CPU p95 %.3f ms, want %.3f (lone runs only)", s.LatencyMS.P95, s.CPUMS.P95, c.wantP95MS)
+			}
+			if s.Runs != min(c.wantLoneRuns, liveWindow) {
+				t.Errorf("runs %d, want %d", s.Runs, min(c.wantLoneRuns, liveWindow))
 			}
 		})
 	}

@@ -236,7 +236,7 @@ func (a *Agent) runStage(jobs []*job) error {
 	if len(jobs) == 1 {
 		a.sched.observeStage(policies.StageWorkMS(m.profile.Load(), exit-1), ms(dt))
 	}
-	if now := time.Now(); len(jobs) == 1 && m.live.observe(exit-1, w, mj, now) {
+	if now := time.Now(); m.live.observe(exit-1, w, mj, len(jobs), now) {
 		m.updateProfile(func(p *profile.Profile) *profile.Profile { return m.live.refresh(p, now) })
 	}
 	a.metrics.stageSeconds.WithLabelValues(m.name, strconv.Itoa(exit)).Observe(dt.Seconds())
