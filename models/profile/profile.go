@@ -61,8 +61,11 @@ type StageStats struct {
 	// CPUMS is the CPU time of the thread that ran the stage: its work,
 	// without time spent descheduled (the model meter charges this).
 	CPUMS Quantiles `json:"cpu_ms"`
-	// EnergyMJ is the stage's mean energy; EnergyQuantilesMJ its
-	// distribution (zero in profiles written before it was recorded).
+	// EnergyMJ is the stage's mean energy per request; EnergyQuantilesMJ
+	// its distribution (zero in profiles written before it was recorded).
+	// The profiler measures batches of one; a live profile records each
+	// request's share of the stage's runs in service, batched or alone
+	// (what results report), while its latency and CPU time are lone runs.
 	EnergyMJ          float64   `json:"energy_mj"`
 	EnergyQuantilesMJ Quantiles `json:"energy_quantiles_mj"`
 }
