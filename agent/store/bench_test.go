@@ -2,8 +2,11 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // BenchmarkPutDedupe is the store write on every request's hot path.
@@ -34,5 +37,65 @@ func BenchmarkGetDedupeMiss(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.GetDedupe("cam1", "nope")
+	}
+}
+
+// BenchmarkDedupeWriteStall is the worst wait of a dedupe commit (which
+// every result waits for) while the value log fills: 2 KB records at
+// 5,000 a second (10 MB/s, so that a run crosses file ends in seconds;
+// at 2,000 requests/s of 300-byte records a 64 MiB file lasts about a
+// minute, with half a minute of dirty pages left at its end), with the
+// store's options and, as the baseline, its former 64 MiB files without
+// writeback. What matters is max-ms: Badger msyncs a full file on the
+// write path.
+//
+//	go test -run XXX -bench DedupeWriteStall -benchtime 40000x ./agent/store/
+func BenchmarkDedupeWriteStall(b *testing.B) {
+	payload := make([]byte, 2<<10)
+	for _, v := range []string{"store", "former-64MiB"} {
+		b.Run(v, func(b *testing.B) {
+			dir := b.TempDir()
+			var put func(i int) error
+			if v == "store" {
+				s, err := Open(dir, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				put = func(i int) error {
+					return s.PutDedupe("cam1", fmt.Sprint(i), Dedupe{Topic: "delen/cam1/results", QoS: 1, Payload: payload}, 10*time.Minute)
+				}
+			} else {
+				db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(memTableSize).
+					WithValueLogFileSize(64 << 20).WithValueThreshold(valueThreshold).WithNumMemtables(2))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				put = func(i int) error {
+					return db.Update(func(txn *badger.Txn) error {
+						return txn.SetEntry(badger.NewEntry(DedupeKey("cam1", fmt.Sprint(i)), payload).WithTTL(10 * time.Minute))
+					})
+				}
+			}
+			lat := make([]time.Duration, 0, b.N)
+			tick := time.NewTicker(200 * time.Microsecond)
+			defer tick.Stop()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				<-tick.C
+				t0 := time.Now()
+				if err := put(i); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+			b.ReportMetric(ms(lat[len(lat)*999/1000]), "p999-ms")
+			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+		})
 	}
 }

@@ -63,6 +63,7 @@ type Store struct {
 	stopGC    chan struct{} // closed by Close
 	closeOnce sync.Once
 	gcDone    chan struct{} // closed when the collection has stopped
+	wbDone    chan struct{} // closed when the writeback has stopped
 }
 
 const spaceCheckEvery = 100 * time.Millisecond
@@ -76,7 +77,7 @@ func Open(dir string, opt Options) (*Store, error) {
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log}).
 		WithMemTableSize(memTableSize).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(valueLogFileSize).
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(8 << 20).
 		WithNumMemtables(2).
@@ -100,12 +101,14 @@ func Open(dir string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	st := &Store{db: db, log: log, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	st := &Store{db: db, log: log, stopGC: make(chan struct{}), gcDone: make(chan struct{}), wbDone: make(chan struct{})}
 	if opt.InMemory {
 		close(st.gcDone)
+		close(st.wbDone)
 	} else {
 		st.dir = dir
 		go st.collectValueLog()
+		go writeback(dir, st.stopGC, st.wbDone)
 	}
 	return st, nil
 }
@@ -170,6 +173,7 @@ func (s *Store) roomToWrite() error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.stopGC) })
 	<-s.gcDone
+	<-s.wbDone
 	return s.db.Close()
 }
 
