@@ -99,9 +99,11 @@ func (l *liveProfile) observe(i int, w energy.Work, mj float64, n int, now time.
 	if l.since < liveEvery {
 		return false
 	}
-	// Until the stage's window is full (an agent's first minutes), every
+	// Until the stage's windows are full (an agent's first minutes), every
 	// liveEvery runs: the profile learns the service path's costs quickly.
-	return l.count[i] < liveWindow || now.Sub(l.last) >= liveGap
+	// (Once the energy window is full, the gap holds too: where most runs
+	// are batched the lone-run window may take long to fill.)
+	return (l.count[i] < liveWindow && l.shares[i] < liveWindow) || now.Sub(l.last) >= liveGap
 }
 
 // refresh returns a copy of p whose stage latencies (and the exits'
