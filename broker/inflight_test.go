@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delen-edge/delen/internal/benchx"
 	badgerdb "github.com/dgraph-io/badger/v4"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -314,22 +315,12 @@ func BenchmarkFrameStore(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			dir := b.TempDir()
 			s := v.open(b, dir)
-			lat := make([]time.Duration, 0, b.N)
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				<-tick.C
-				t0 := time.Now()
+			benchx.Paced(b, 10*time.Millisecond, func(i int) error {
 				if err := s.put(i); err != nil {
-					b.Fatal(err)
+					return err
 				}
-				if err := s.del(i); err != nil {
-					b.Fatal(err)
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			b.StopTimer()
+				return s.del(i)
+			})
 			if err := s.end(); err != nil {
 				b.Fatal(err)
 			}
@@ -340,10 +331,6 @@ func BenchmarkFrameStore(b *testing.B) {
 				}
 				return nil
 			})
-			slices.Sort(lat)
-			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
-			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 			b.ReportMetric(float64(disk)/1e6, "disk-MB")
 		})
 	}

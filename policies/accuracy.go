@@ -279,11 +279,7 @@ func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 				return &tu
 			}
 			e.refreshing = true
-			ap.retunes.Add(1)
-			go func() {
-				defer ap.retunes.Done()
-				ap.store(key, cost, ap.tune(p.Validation, cost, eff, unit))
-			}()
+			ap.retune(key, cost, unit)
 		}
 		ap.mu.Unlock()
 		return e.tu
@@ -296,11 +292,7 @@ func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 	// a laxer cascade meanwhile would break the bound.)
 	if st := ap.stricterLocked(key); st != nil {
 		ap.cache[key] = &tuned{cost: cost, tu: st.tu, refreshing: true}
-		ap.retunes.Add(1)
-		go func() {
-			defer ap.retunes.Done()
-			ap.store(key, cost, ap.tune(p.Validation, cost, eff, unit))
-		}()
+		ap.retune(key, cost, unit)
 		ap.mu.Unlock()
 		return st.tu
 	}
@@ -311,6 +303,16 @@ func (ap *AccuracyPolicy) Tune(p *profile.Profile, target float64) *Tuned {
 	tu := ap.tune(p.Validation, cost, eff, unit)
 	ap.store(key, cost, tu)
 	return tu
+}
+
+// retune tunes key's cascade for cost in the background and caches it
+// when done; the entry under key serves meanwhile.
+func (ap *AccuracyPolicy) retune(key tuneKey, cost []float64, unit string) {
+	ap.retunes.Add(1)
+	go func() {
+		defer ap.retunes.Done()
+		ap.store(key, cost, ap.tune(key.v, cost, key.target, unit))
+	}()
 }
 
 // tune tunes the cascade for one calibration set, cost vector and target.

@@ -2,10 +2,10 @@ package store
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/delen-edge/delen/internal/benchx"
 	"github.com/dgraph-io/badger/v4"
 )
 
@@ -78,24 +78,7 @@ func BenchmarkDedupeWriteStall(b *testing.B) {
 					})
 				}
 			}
-			lat := make([]time.Duration, 0, b.N)
-			tick := time.NewTicker(200 * time.Microsecond)
-			defer tick.Stop()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				<-tick.C
-				t0 := time.Now()
-				if err := put(i); err != nil {
-					b.Fatal(err)
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			b.StopTimer()
-			slices.Sort(lat)
-			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
-			b.ReportMetric(ms(lat[len(lat)*999/1000]), "p999-ms")
-			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+			benchx.Paced(b, 200*time.Microsecond, put)
 		})
 	}
 }
