@@ -39,7 +39,9 @@ type publisher interface {
 	PublishAsync(topic string, qos byte, retained bool, payload []byte) *broker.Pending
 }
 
-// dedupeStore is where the results path group-commits dedupe records.
+// dedupeStore is where the results path group-commits dedupe records:
+// when PutDedupes returns nil they are durable (the store's journal) and
+// found by lookups.
 type dedupeStore interface {
 	PutDedupes(es []store.DedupeEntry, ttl time.Duration) error
 }
@@ -47,7 +49,8 @@ type dedupeStore interface {
 // results is the last step of the request path, after nats-server's
 // pattern of many messages, one write: a committer takes everything that
 // gathered while it was busy, stamps and encodes the jobs' results, and
-// commits the group's dedupe records in one Badger transaction; one of a
+// commits the group's dedupe records with one write to the store's dedupe
+// journal (applied to Badger in the background); one of a
 // few ackers then hands every result of the group to the MQTT client
 // without waiting (paho tokens), waits for the PUBACKs in the order the
 // results were published and only then acknowledges the requests, records
@@ -160,8 +163,8 @@ func (r *results) commitLoop() {
 	}
 }
 
-// commit encodes the group's results and writes their dedupe records in
-// one transaction; the ackers publish them.
+// commit encodes the group's results and writes their dedupe records with
+// one journal write; the ackers publish them.
 func (r *results) commit(group []*answer) {
 	a := r.a
 	var recs []store.DedupeEntry

@@ -70,9 +70,11 @@ type DedupeEntry struct {
 	Dedupe     Dedupe
 }
 
-// PutDedupes records the results of many requests in one transaction: one
-// trip through Badger's writer for all of them (a group commit), each kept
-// for ttl. When it returns nil, every record is in the store.
+// PutDedupes records the results of many requests at once, each kept for
+// ttl: with one write to the store's dedupe journal (journal.go), applied
+// to Badger in the background (an in-memory store sets them in one Badger
+// transaction). When it returns nil, every record is found by GetDedupe
+// and survives a crash of the process.
 func (s *Store) PutDedupes(es []DedupeEntry, ttl time.Duration) error {
 	if len(es) == 0 {
 		return nil
@@ -80,25 +82,19 @@ func (s *Store) PutDedupes(es []DedupeEntry, ttl time.Duration) error {
 	if err := s.roomToWrite(); err != nil {
 		return err
 	}
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
+	var expires uint64
+	if ttl > 0 {
+		expires = uint64(time.Now().Add(ttl).Unix())
+	}
+	recs := make([]*journalRec, len(es))
 	for i := range es {
 		e := &es[i]
-		entry := badger.NewEntry(DedupeKey(e.Tenant, e.ID), e.Dedupe.marshal()).WithTTL(ttl)
-		err := txn.SetEntry(entry)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			// More than one transaction holds: commit what it has.
-			if err = txn.Commit(); err != nil {
-				return err
-			}
-			txn = s.db.NewTransaction(true)
-			err = txn.SetEntry(entry)
-		}
-		if err != nil {
-			return err
-		}
+		recs[i] = &journalRec{key: string(DedupeKey(e.Tenant, e.ID)), val: e.Dedupe.marshal(), expires: expires}
 	}
-	return txn.Commit()
+	if s.jnl == nil {
+		return setRecords(s.db, recs)
+	}
+	return s.jnl.put(recs)
 }
 
 // dedupeBinary marks the binary encoding of a Dedupe; older records are
@@ -138,8 +134,18 @@ func unmarshalDedupe(v []byte, d *Dedupe) error {
 // ErrNotFound.
 func (s *Store) GetDedupe(tenant, id string) (*Dedupe, error) {
 	var d Dedupe
+	key := DedupeKey(tenant, id)
+	// The journal first: a record leaves it only once it is in Badger.
+	if s.jnl != nil {
+		if v, ok := s.jnl.get(key, uint64(time.Now().Unix())); ok {
+			if err := unmarshalDedupe(v, &d); err != nil {
+				return nil, err
+			}
+			return &d, nil
+		}
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(DedupeKey(tenant, id))
+		it, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return ErrNotFound
 		}

@@ -47,6 +47,8 @@ type Options struct {
 	Logger *slog.Logger
 	// InMemory keeps everything in memory (tests, or a read-only disk).
 	InMemory bool
+
+	journal journalOptions // tests' settings
 }
 
 // Store is the agent's Badger database. It is safe for concurrent use.
@@ -54,6 +56,8 @@ type Store struct {
 	db  *badger.DB
 	log *slog.Logger
 	dir string // "" for an in-memory store
+	// jnl takes the dedupe records first (nil for an in-memory store).
+	jnl *journal
 	// The free-space check is cached for spaceCheckEvery: statfs on every
 	// write would cost a system call per request.
 	spaceMu  sync.Mutex
@@ -107,6 +111,12 @@ func Open(dir string, opt Options) (*Store, error) {
 		close(st.wbDone)
 	} else {
 		st.dir = dir
+		// Replayed into Badger before the store is handed out.
+		if st.jnl, err = openJournal(dir, db, log, st.roomToWrite, opt.journal); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+		st.jnl.start()
 		go st.collectValueLog()
 		go writeback(dir, st.stopGC, st.wbDone)
 	}
@@ -169,17 +179,27 @@ func (s *Store) roomToWrite() error {
 	return s.spaceErr
 }
 
-// Close stops the value-log collection, flushes and closes the database.
+// Close stops the value-log collection, applies the dedupe journal,
+// flushes and closes the database.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() { close(s.stopGC) })
+	first := false
+	s.closeOnce.Do(func() { close(s.stopGC); first = true })
 	<-s.gcDone
 	<-s.wbDone
-	return s.db.Close()
+	var jerr error
+	if s.jnl != nil && first {
+		jerr = s.jnl.close()
+	}
+	return errors.Join(jerr, s.db.Close())
 }
 
-// Size is the store's size on disk in bytes (LSM tree and value log).
+// Size is the store's size on disk in bytes (LSM tree, value log and the
+// dedupe journal).
 func (s *Store) Size() int64 {
 	lsm, vlog := s.db.Size()
+	if s.jnl != nil {
+		vlog += s.jnl.wal.Stats().Bytes
+	}
 	return lsm + vlog
 }
 
