@@ -6,7 +6,9 @@ import (
 	"math"
 	"time"
 
+	"github.com/delen-edge/delen/models/onnxgraph"
 	"github.com/delen-edge/delen/models/profile"
+	ort "github.com/yalue/onnxruntime_go"
 )
 
 // ExecutorBench compares running every stage in sequence with running the
@@ -20,6 +22,14 @@ type ExecutorBench struct {
 	MonoMS      float64 `json:"monolithic_median_ms"`
 	Ratio       float64 `json:"ratio"`        // StagedMS / MonoMS
 	PairedRatio float64 `json:"paired_ratio"` // median of per-repetition ratios
+	// CallMS is the median of one ONNX Runtime call on a graph without
+	// nodes (its output is its input), with the model's session options:
+	// the fixed cost of every call, measured in the same loop.
+	CallMS float64 `json:"call_median_ms"`
+	// FloorRatio is (MonoMS + (Exits-1)·CallMS) / MonoMS: the lowest ratio
+	// staged execution can reach while each stage is its own call, if the
+	// stage boundaries cost nothing but the calls.
+	FloorRatio float64 `json:"floor_ratio"`
 }
 
 // BenchOptions tunes BenchExecutor; zero values give 500 repetitions after
@@ -32,9 +42,11 @@ type BenchOptions struct {
 	Progress func(string)
 }
 
-// BenchExecutor times staged against monolithic execution. Repetitions
-// interleave the two and alternate which goes first, so drift and caches
-// affect both sides alike. m must be loaded with LoadOptions.Monolithic.
+// BenchExecutor times staged against monolithic execution, and one call on
+// an empty graph (CallMS). Repetitions interleave the three and rotate
+// which goes first, so drift and caches affect every side alike. Both sides
+// run through I/O bindings on sessions made with the same options. m must
+// be loaded with LoadOptions.Monolithic.
 func BenchExecutor(ctx context.Context, m *Model, opt BenchOptions) (*ExecutorBench, error) {
 	if opt.Reps <= 0 {
 		opt.Reps = 500
@@ -71,7 +83,13 @@ func BenchExecutor(ctx context.Context, m *Model, opt BenchOptions) (*ExecutorBe
 		}
 		return nil
 	}
-	var ts, tm, ratios []float64
+	call, err := newCallProbe(m, opt.Batch)
+	if err != nil {
+		return nil, err
+	}
+	defer call.close()
+	sides := []func() error{staged, func() error { _, err := mono.Run(); return err }, call.run}
+	var ts, tm, tc, ratios []float64
 	last := time.Now()
 	for r := 0; r < opt.Warmup+opt.Reps; r++ {
 		if err := ctx.Err(); err != nil {
@@ -79,25 +97,20 @@ func BenchExecutor(ctx context.Context, m *Model, opt BenchOptions) (*ExecutorBe
 		}
 		opt.Fill(r, st.Input())
 		copy(mono.Input(), st.Input())
-		var ds, dm time.Duration
-		for turn := 0; turn < 2; turn++ {
+		var d [3]time.Duration
+		for turn := range sides {
+			k := (turn + r) % len(sides)
 			t0 := time.Now()
-			if (turn == 0) == (r%2 == 0) {
-				if err := staged(); err != nil {
-					return nil, err
-				}
-				ds = time.Since(t0)
-			} else {
-				if _, err := mono.Run(); err != nil {
-					return nil, err
-				}
-				dm = time.Since(t0)
+			if err := sides[k](); err != nil {
+				return nil, err
 			}
+			d[k] = time.Since(t0)
 		}
 		if r >= opt.Warmup {
-			ts = append(ts, ms(ds))
-			tm = append(tm, ms(dm))
-			ratios = append(ratios, float64(ds)/float64(dm))
+			ts = append(ts, ms(d[0]))
+			tm = append(tm, ms(d[1]))
+			tc = append(tc, ms(d[2]))
+			ratios = append(ratios, float64(d[0])/float64(d[1]))
 		}
 		if opt.Progress != nil && time.Since(last) > time.Second {
 			last = time.Now()
@@ -105,9 +118,76 @@ func BenchExecutor(ctx context.Context, m *Model, opt BenchOptions) (*ExecutorBe
 		}
 	}
 	b := &ExecutorBench{Model: m.Manifest.ID(), Exits: m.Exits(), Batch: opt.Batch, Reps: opt.Reps,
-		StagedMS: profile.Median(ts), MonoMS: profile.Median(tm), PairedRatio: profile.Median(ratios)}
+		StagedMS: profile.Median(ts), MonoMS: profile.Median(tm), PairedRatio: profile.Median(ratios),
+		CallMS: profile.Median(tc)}
 	b.Ratio = b.StagedMS / b.MonoMS
+	b.FloorRatio = (b.MonoMS + float64(b.Exits-1)*b.CallMS) / b.MonoMS
 	return b, nil
+}
+
+// callProbe runs a graph with no nodes, whose output is its input (batch ×
+// classes floats), through an I/O binding, on a session made with the
+// model's options: what any ONNX Runtime call costs before a kernel runs.
+type callProbe struct {
+	sess    *ort.DynamicAdvancedSession
+	bind    *ort.IoBinding
+	in, out *ort.Tensor[float32]
+}
+
+func newCallProbe(m *Model, batch int) (*callProbe, error) {
+	g := onnxgraph.New("call-probe")
+	x := g.Input("x", onnxgraph.Dims(-1, int64(m.Classes())))
+	g.Output(x, onnxgraph.Dims(-1, int64(m.Classes())))
+	data, err := g.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	so, _, _, err := sessionOptions(m.opt)
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	p := &callProbe{}
+	fail := func(err error) (*callProbe, error) {
+		p.close()
+		return nil, fmt.Errorf("call probe: %w", err)
+	}
+	if p.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(data, []string{x}, []string{x}, so); err != nil {
+		return fail(err)
+	}
+	shape := ort.Shape{int64(batch), int64(m.Classes())}
+	if p.in, err = ort.NewEmptyTensor[float32](shape); err != nil {
+		return fail(err)
+	}
+	if p.out, err = ort.NewEmptyTensor[float32](shape); err != nil {
+		return fail(err)
+	}
+	if p.bind, err = p.sess.CreateIoBinding(); err != nil {
+		return fail(err)
+	}
+	if err := p.bind.BindInput(x, p.in); err != nil {
+		return fail(err)
+	}
+	if err := p.bind.BindOutput(x, p.out); err != nil {
+		return fail(err)
+	}
+	return p, nil
+}
+
+func (p *callProbe) run() error { return p.sess.RunWithBinding(p.bind) }
+
+func (p *callProbe) close() {
+	if p.bind != nil {
+		p.bind.Destroy()
+	}
+	if p.sess != nil {
+		p.sess.Destroy()
+	}
+	for _, t := range []*ort.Tensor[float32]{p.in, p.out} {
+		if t != nil {
+			t.Destroy()
+		}
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }

@@ -187,13 +187,15 @@ func (s *State) destroy() {
 }
 
 // MonolithicRun runs the model's monolithic file (every exit at once) on
-// preallocated tensors: the baseline staged execution is compared with.
+// preallocated tensors: the baseline staged execution is compared with. It
+// runs through an I/O binding, as State's stages do, so both sides make the
+// same kind of ONNX Runtime call with the same session options.
 type MonolithicRun struct {
 	sess  *ort.DynamicAdvancedSession
+	bind  *ort.IoBinding
 	input *ort.Tensor[float32]
 	outs  []*ort.Tensor[float32]
-	ins   []ort.Value
-	vals  []ort.Value
+	data  [][]float32
 }
 
 // NewMonolithicRun prepares a monolithic run for batch inputs; the model
@@ -202,12 +204,12 @@ func (m *Model) NewMonolithicRun(batch int) (*MonolithicRun, error) {
 	if m.mono == nil {
 		return nil, errors.New("model loaded without its monolithic file")
 	}
+	spec := m.Manifest.Monolithic
 	r := &MonolithicRun{sess: m.mono}
 	var err error
 	if r.input, err = ort.NewEmptyTensor[float32](append(ort.Shape{int64(batch)}, m.stages[0].in...)); err != nil {
 		return nil, err
 	}
-	r.ins = []ort.Value{r.input}
 	for range m.monoOuts {
 		t, err := ort.NewEmptyTensor[float32](ort.Shape{int64(batch), int64(m.Classes())})
 		if err != nil {
@@ -215,7 +217,19 @@ func (m *Model) NewMonolithicRun(batch int) (*MonolithicRun, error) {
 			return nil, err
 		}
 		r.outs = append(r.outs, t)
-		r.vals = append(r.vals, t)
+		r.data = append(r.data, t.GetData())
+	}
+	if r.bind, err = m.mono.CreateIoBinding(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("monolithic binding: %w", err)
+	}
+	err = r.bind.BindInput(spec.Input, r.input)
+	for i := 0; err == nil && i < len(r.outs); i++ {
+		err = r.bind.BindOutput(spec.Outputs[i], r.outs[i])
+	}
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("monolithic binding: %w", err)
 	}
 	return r, nil
 }
@@ -223,20 +237,20 @@ func (m *Model) NewMonolithicRun(batch int) (*MonolithicRun, error) {
 // Input is the input to fill before Run.
 func (r *MonolithicRun) Input() []float32 { return r.input.GetData() }
 
-// Run runs the whole network and returns every exit's logits.
+// Run runs the whole network and returns every exit's logits (valid until
+// the next Run or Close).
 func (r *MonolithicRun) Run() ([][]float32, error) {
-	if err := r.sess.Run(r.ins, r.vals); err != nil {
+	if err := r.sess.RunWithBinding(r.bind); err != nil {
 		return nil, fmt.Errorf("run monolithic model: %w", err)
 	}
-	out := make([][]float32, len(r.outs))
-	for i, t := range r.outs {
-		out[i] = t.GetData()
-	}
-	return out, nil
+	return r.data, nil
 }
 
-// Close frees the run's tensors.
+// Close frees the run's binding and tensors.
 func (r *MonolithicRun) Close() {
+	if r.bind != nil {
+		r.bind.Destroy()
+	}
 	if r.input != nil {
 		r.input.Destroy()
 	}

@@ -55,6 +55,7 @@ type Model struct {
 	stages   []*stage
 	mono     *ort.DynamicAdvancedSession
 	monoOuts int
+	opt      LoadOptions // what the sessions were created with
 
 	mu   sync.Mutex
 	free map[int][]*State // released states by batch size, reused
@@ -88,7 +89,7 @@ func LoadFS(fsys fs.FS, dir string, opt LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Manifest: man, free: map[int][]*State{}}
+	m := &Model{Manifest: man, opt: opt, free: map[int][]*State{}}
 	ok := false
 	defer func() {
 		if !ok {

@@ -31,7 +31,7 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 	var reps, warmup, batch int
 	c := &cobra.Command{
 		Use:   "executor",
-		Short: "all stages in sequence vs the monolithic model: medians and their ratio",
+		Short: "all stages in sequence vs the monolithic model: medians, their ratio, and the floor one ONNX Runtime call per stage sets",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := g.openZoo().Load(name, models.LoadOptions{Monolithic: true})
@@ -57,9 +57,10 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), r)
 			}
-			return table(cmd.OutOrStdout(), []string{"MODEL", "EXITS", "BATCH", "REPS", "STAGED_MS", "MONOLITHIC_MS", "RATIO", "PAIRED_RATIO"},
+			return table(cmd.OutOrStdout(), []string{"MODEL", "EXITS", "BATCH", "REPS", "STAGED_MS", "MONOLITHIC_MS", "RATIO", "PAIRED_RATIO", "CALL_MS", "FLOOR_RATIO"},
 				[][]string{{r.Model, fmt.Sprint(r.Exits), fmt.Sprint(r.Batch), fmt.Sprint(r.Reps),
-					fmt.Sprintf("%.4f", r.StagedMS), fmt.Sprintf("%.4f", r.MonoMS), fmt.Sprintf("%.3f", r.Ratio), fmt.Sprintf("%.3f", r.PairedRatio)}})
+					fmt.Sprintf("%.4f", r.StagedMS), fmt.Sprintf("%.4f", r.MonoMS), fmt.Sprintf("%.3f", r.Ratio), fmt.Sprintf("%.3f", r.PairedRatio),
+					fmt.Sprintf("%.4f", r.CallMS), fmt.Sprintf("%.3f", r.FloorRatio)}})
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")

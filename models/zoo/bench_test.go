@@ -80,4 +80,8 @@ func TestBenchExecutorReports(t *testing.T) {
 	if r.StagedMS <= 0 || r.MonoMS <= 0 || r.Ratio <= 0 || r.Reps != 20 || r.Exits != 3 {
 		t.Fatalf("bench result %+v", r)
 	}
+	// Every call costs something, so two extra calls put the floor above 1.
+	if r.CallMS <= 0 || r.FloorRatio <= 1 {
+		t.Fatalf("call probe: call %v ms, floor ratio %v", r.CallMS, r.FloorRatio)
+	}
 }
