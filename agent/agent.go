@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -37,9 +38,15 @@ type Config struct {
 	// "delen-<hostname>".
 	AgentID string
 	// BrokerURL is the MQTT broker (tcp://host:port, ssl://…). Required.
-	BrokerURL          string
+	BrokerURL string
+	// BrokerDial, when set, opens the agent's broker connections instead
+	// of dialing BrokerURL, which then only names the broker in logs:
+	// broker.Embedded.Dial, for an embedded broker in the same process.
+	BrokerDial func(ctx context.Context) (net.Conn, error)
+	// Username and Password, if the broker wants them.
 	Username, Password string
-	TLS                *tls.Config
+	// TLS configures ssl:// and mqtts:// connections.
+	TLS *tls.Config
 	// ShareGroup, when set, subscribes to requests through
 	// $share/<group>/… so several agents split the load.
 	ShareGroup string
@@ -426,10 +433,14 @@ type Agent struct {
 	sched    *scheduler
 	client   *broker.Client
 	intake   *intakeQueue
-	results  *results
-	running  atomic.Int32 // stages running now (workers and inline)
-	hist     *historyWriter
-	metrics  *Metrics
+	defaults defaults // from cfg, for admit
+	// intakeWake carries a runner slot taken in intake to a parked intake
+	// runner (runIntakeLoop); it holds intakeRunners tokens.
+	intakeWake chan struct{}
+	results    *results
+	running    atomic.Int32 // stages running now (workers and inline)
+	hist       *historyWriter
+	metrics    *Metrics
 
 	tenantsMu sync.Mutex
 	tenants   map[string]*tenant
@@ -465,16 +476,19 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	cfg.Logger = slogx.Collapse(cfg.Logger, slogx.DefaultEvery)
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, topics: cfg.Topics,
-		models:    map[string]*servedModel{},
-		sched:     newScheduler(cfg.FairnessWindow),
-		intake:    newIntakeQueue(intakeRunners, cfg.MaxInflight),
-		tenants:   map[string]*tenant{},
-		labels:    map[string]struct{}{},
-		inflight:  map[string]*job{},
-		metrics:   newMetrics(),
-		readyCh:   make(chan struct{}),
-		connected: make(chan struct{}),
-		runDone:   make(chan struct{}),
+		models: map[string]*servedModel{},
+		sched:  newScheduler(cfg.FairnessWindow),
+		intake: newIntakeQueue(intakeRunners, cfg.MaxInflight),
+		defaults: defaults{model: cfg.DefaultModel, policy: cfg.DefaultPolicy, conditions: cfg.DefaultConditions,
+			infeasible: cfg.Infeasible},
+		intakeWake: make(chan struct{}, intakeRunners),
+		tenants:    map[string]*tenant{},
+		labels:     map[string]struct{}{},
+		inflight:   map[string]*job{},
+		metrics:    newMetrics(),
+		readyCh:    make(chan struct{}),
+		connected:  make(chan struct{}),
+		runDone:    make(chan struct{}),
 	}
 	a.results = newResults(a, cfg.Store)
 	a.sched.setWorkers(cfg.Workers)
@@ -608,12 +622,7 @@ func (a *Agent) loadOne(ctx context.Context, e zoo.Entry) (*servedModel, error) 
 // modelName is the model a request serves on: its own, else the tenant's
 // setting, else the agent's default.
 func (a *Agent) modelName(names ...string) string {
-	for _, n := range names {
-		if n != "" {
-			return n
-		}
-	}
-	return a.cfg.DefaultModel
+	return first(append(names, a.defaults.model)...)
 }
 
 // model returns the served model called name with a reference taken (the
@@ -775,6 +784,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	histDone := make(chan struct{})
 	go func() { defer close(histDone); a.hist.run() }()
+	// Intake runners outlive the client: a release after the drain may
+	// still hand them a slot, and they find the agent stopping.
+	quitIntake := make(chan struct{})
+	defer close(quitIntake)
+	for range intakeRunners {
+		go a.runIntakeLoop(quitIntake)
+	}
 	reqFilter := a.topics.RequestsFilter()
 	if a.cfg.ShareGroup != "" {
 		reqFilter = a.topics.SharedRequestsFilter(a.cfg.ShareGroup)
@@ -787,7 +803,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			{Filter: a.topics.ControlFilter(), QoS: 1, Handler: a.onControl},
 			{Filter: reqFilter, QoS: 1, Handler: a.onRequest},
 		},
-		URL: a.cfg.BrokerURL, ClientID: a.cfg.AgentID, Username: a.cfg.Username, Password: a.cfg.Password,
+		URL: a.cfg.BrokerURL, Dial: a.cfg.BrokerDial, ClientID: a.cfg.AgentID, Username: a.cfg.Username, Password: a.cfg.Password,
 		TLS: a.cfg.TLS, CleanSession: false, Logger: a.log,
 		Will: &broker.Will{Topic: statusTopic, Payload: offline, QoS: 1, Retained: true},
 		OnConnect: func() {

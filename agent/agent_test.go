@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,10 +25,22 @@ import (
 	"github.com/delen-edge/delen/schema"
 )
 
+// inProcess maps an embedded broker's URL to its Dial: startAgent connects
+// the agent to it in-process, as `delen serve` does; tenants use TCP.
+var inProcess sync.Map // URL → func(context.Context) (net.Conn, error)
+
+// startEmbedded starts an embedded broker whose agents connect in-process.
+func startEmbedded(t *testing.T, cfg broker.EmbeddedConfig) *broker.Embedded {
+	e := brokertest.StartEmbedded(t, cfg)
+	inProcess.Store(e.Addr(), e.Dial)
+	t.Cleanup(func() { inProcess.Delete(e.Addr()) })
+	return e
+}
+
 // brokers runs a test against the embedded broker and a real Mosquitto.
 func brokers(t *testing.T, run func(t *testing.T, url string)) {
 	t.Run("embedded", func(t *testing.T) {
-		run(t, brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr())
+		run(t, startEmbedded(t, broker.EmbeddedConfig{}).Addr())
 	})
 	t.Run("mosquitto", func(t *testing.T) {
 		run(t, brokertest.StartMosquitto(t, brokertest.MosquittoOptions{ExtraConfig: []string{"log_type all"}}).URL())
@@ -53,6 +66,9 @@ func startAgent(t *testing.T, url, dir string, edit func(*agent.Config)) *runnin
 	cfg := agent.Config{
 		AgentID: "agent-test", BrokerURL: url, Store: st, ProfileRuns: 20,
 		Zoo: zoo.New(filepath.Join(dir, "models")), Logger: testLogger(t),
+	}
+	if d, ok := inProcess.Load(url); ok {
+		cfg.BrokerDial = d.(func(context.Context) (net.Conn, error))
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -446,7 +462,7 @@ func TestMain(m *testing.M) {
 
 func TestLatencyBoundForcesEarlyExitOnReplica(t *testing.T) {
 	dir := replicaData(t)
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, dir, func(c *agent.Config) { c.QueueLimit = 1; c.Workers = 1 })
 	cam := newTenant(t, url, "cam1")
 	in := make([]float32, 3*224*224)
@@ -506,7 +522,7 @@ func TestFloodCannotStarveALightTenant(t *testing.T) {
 	if _, err := modeltest.Write(filepath.Join(dir, "models", "heavy"), modeltest.Options{Name: "heavy", Stages: 3, Channels: 384, Side: 64, Classes: 10, PoolHead: true}); err != nil {
 		t.Fatal(err)
 	}
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	r := startAgent(t, url, dir, func(c *agent.Config) { c.DefaultModel = "heavy" })
 	prof := r.a.Profile("heavy")
 	full := prof.Exits[len(prof.Exits)-1].LatencyMS.P50
@@ -599,7 +615,7 @@ func TestFloodCannotStarveALightTenant(t *testing.T) {
 // tenant's policy (with its parameters) through the control topic, and a
 // request's own policy, which wins for that request.
 func TestPoliciesPerTenantAndPerRequest(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), nil)
 	cam := newTenant(t, url, "cam1")
 	conf := "confidence"
@@ -640,7 +656,7 @@ func TestPoliciesPerTenantAndPerRequest(t *testing.T) {
 // bound allows, and the energy-bounded tenant's cap keeps it from the
 // full model (not every request reaches exit 3).
 func TestThreeBoundsUnderALoadStep(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	r := startAgent(t, url, t.TempDir(), nil)
 	// Warm up: the live profile learns what stages cost inside the agent
 	// (for stages of tens of µs, several times what the profiler's hot
@@ -779,7 +795,7 @@ func TestThreeBoundsUnderALoadStep(t *testing.T) {
 // chose `shed` gets an immediate `shed` for a bound not even exit 1 can
 // meet, where a tenant that chose `late` is served exit 1 late.
 func TestTenantAdmissionLimits(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), nil)
 	limited := newTenant(t, url, "limited")
 	free := newTenant(t, url, "free")
@@ -822,7 +838,7 @@ func TestTenantAdmissionLimits(t *testing.T) {
 // them, and one above them is refused on state with the ceiling named, the
 // settings kept.
 func TestControlCannotRaiseOperatorLimits(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), func(c *agent.Config) {
 		c.QueueLimit, c.MaxWeight = 64, 4
 		c.TenantDefaults = map[string]schema.Settings{"cam2": {QueueLimit: 8, Weight: 2, RateLimit: 50}}
@@ -865,7 +881,7 @@ func TestControlCannotRaiseOperatorLimits(t *testing.T) {
 // overloaded and counted under one metrics label, and its control messages
 // are dropped; the tenants within the limit are served as before.
 func TestTenantLimit(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	r := startAgent(t, url, t.TempDir(), func(c *agent.Config) { c.MaxTenants = 3 })
 	var tenants []*tenantClient
 	for i := range 6 {
@@ -915,7 +931,7 @@ func TestTenantLimit(t *testing.T) {
 // a tenant's default bound from the configuration, and in a control
 // message, which is refused on the state topic with the settings kept.
 func TestExitOutsideTheModel(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), func(c *agent.Config) {
 		c.TenantDefaults = map[string]schema.Settings{"cam2": {Bound: schema.Bound{Exit: intp(4)}, Weight: 1}}
 	})
@@ -972,7 +988,7 @@ func TestExitOutsideTheModel(t *testing.T) {
 }
 
 func TestTenantDefaultsFromConfig(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), func(c *agent.Config) {
 		c.TenantDefaults = map[string]schema.Settings{"cam1": {Bound: schema.Bound{Exit: intp(1)}, Weight: 1}}
 	})
@@ -993,7 +1009,7 @@ func TestTenantDefaultsFromConfig(t *testing.T) {
 // its own profile, keyed by version), and a removed folder's model answers
 // unknown_model, while the default model keeps serving throughout.
 func TestModelLifecycle(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	dir := t.TempDir()
 	r := startAgent(t, url, dir, nil)
 	cam := newTenant(t, url, "cam1")

@@ -26,7 +26,7 @@ func TestBacklogServedWhole(t *testing.T) {
 		name  string
 		start func(t *testing.T) string
 	}{
-		{"embedded", func(t *testing.T) string { return brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr() }},
+		{"embedded", func(t *testing.T) string { return startEmbedded(t, broker.EmbeddedConfig{}).Addr() }},
 		{"mosquitto", func(t *testing.T) string {
 			return brokertest.StartMosquitto(t, brokertest.MosquittoOptions{ExtraConfig: []string{
 				"max_queued_messages 20000", "max_inflight_messages 0"}}).URL()

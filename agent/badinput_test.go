@@ -18,7 +18,6 @@ import (
 
 	"github.com/delen-edge/delen/agent"
 	"github.com/delen-edge/delen/broker"
-	"github.com/delen-edge/delen/broker/brokertest"
 	"github.com/delen-edge/delen/schema"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -499,7 +498,7 @@ func TestBadInputMemoryBounded(t *testing.T) {
 		rounds = 20
 	}
 	rows := badCatalogue(t)
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), func(c *agent.Config) { c.MaxPayload = badMaxPayload })
 	cam := newStream(t, url, "cam1")
 	round := func(k int) {

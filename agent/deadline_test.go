@@ -7,7 +7,6 @@ import (
 
 	"github.com/delen-edge/delen/agent"
 	"github.com/delen-edge/delen/broker"
-	"github.com/delen-edge/delen/broker/brokertest"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -19,9 +18,9 @@ import (
 // request is served at exit 1, late. With a maximum age below those few
 // seconds the same request counts from arrival and is served in time.
 func TestDeadlineEndToEnd(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), nil)
-	strict := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	strict := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, strict, t.TempDir(), func(c *agent.Config) { c.SentAtMaxAge = 6 * time.Second; c.SentAtFuture = time.Second })
 	second := schema.Bound{LatencyMS: f64(5000)}
 	cases := []struct {

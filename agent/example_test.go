@@ -36,7 +36,10 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer st.Close()
-	a, err := agent.New(ctx, agent.Config{BrokerURL: emb.Addr(), Store: st, AgentID: "example"})
+	a, err := agent.New(ctx, agent.Config{
+		// The agent reaches the broker it embeds in-process; tenants
+		// connect over TCP.
+		BrokerURL: emb.Addr(), BrokerDial: emb.Dial, Store: st, AgentID: "example"})
 	if err != nil {
 		log.Fatal(err)
 	}

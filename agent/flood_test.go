@@ -17,7 +17,6 @@ import (
 
 	"github.com/delen-edge/delen/agent"
 	"github.com/delen-edge/delen/broker"
-	"github.com/delen-edge/delen/broker/brokertest"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -138,7 +137,7 @@ func TestFloodBoundedResources(t *testing.T) {
 		settleBound   = 64 << 20  // growth of the heap after the flood, after a GC
 	)
 	brokerLog := &warnCounter{counts: map[string]int{}}
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{Logger: slog.New(brokerLog)}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{Logger: slog.New(brokerLog)}).Addr()
 	r := startAgent(t, url, t.TempDir(), func(c *agent.Config) {
 		c.QueueLimit = queueLimit
 		c.MaxPayload = 16 << 10

@@ -12,7 +12,6 @@ import (
 
 	"github.com/delen-edge/delen/agent"
 	"github.com/delen-edge/delen/broker"
-	"github.com/delen-edge/delen/broker/brokertest"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -90,7 +89,7 @@ func TestMNISTThroughImages(t *testing.T) {
 	runTool(t, dir, ffmpeg, "-loglevel", "error", "-i", "%05d.pgm", "-start_number", "0", "%05d.png")
 	runTool(t, dir, mogrify, "-format", "jpg", "-quality", "90", "*.pgm")
 
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	startAgent(t, url, t.TempDir(), func(c *agent.Config) { c.QueueLimit = 3 * n })
 	cam := newTenant(t, url, "cam1")
 	exit := 3

@@ -22,8 +22,8 @@ type delivery struct {
 
 // intakeQueue is the fair queue of deliveries waiting for intake, with
 // runner slots and a window. The delivery goroutine that finds a slot free
-// becomes a runner and processes deliveries until none is pending or the
-// window is full; the others leave theirs queued and return.
+// wakes a parked runner, which processes deliveries until none is pending
+// or the window is full; the others leave theirs queued and return.
 //
 // The window is the agent's back-pressure: at most window deliveries are
 // taken (decoded, admitted, served) and not yet answered. Past it,

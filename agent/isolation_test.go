@@ -282,7 +282,7 @@ type isoBroker struct {
 func TestIsolationTenants(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
 		f := isoTenantsFile(t)
-		e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{Auth: f.Authenticator(schema.Topics{})})
+		e := startEmbedded(t, broker.EmbeddedConfig{Auth: f.Authenticator(schema.Topics{})})
 		isoScenario(t, isoBroker{url: e.Addr(), refusesSubscribe: true})
 	})
 	t.Run("mosquitto", func(t *testing.T) {
@@ -423,7 +423,7 @@ func isoScenario(t *testing.T, b isoBroker) {
 func TestIsolationTLS(t *testing.T) {
 	pki := brokertest.WritePKI(t)
 	f := isoTenantsFile(t)
-	e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{Auth: f.Authenticator(schema.Topics{}),
+	e := startEmbedded(t, broker.EmbeddedConfig{Auth: f.Authenticator(schema.Topics{}),
 		TLSCertFile: pki.CertFile, TLSKeyFile: pki.KeyFile, TLSAddr: "127.0.0.1:0", TLSClientCAFile: pki.CAFile})
 	url := "ssl://" + strings.TrimPrefix(e.TLSAddr(), "mqtts://")
 	clientTLS, err := broker.ClientTLSConfig(pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile)

@@ -11,7 +11,6 @@ import (
 	"github.com/delen-edge/delen/agent"
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/broker"
-	"github.com/delen-edge/delen/broker/brokertest"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -24,7 +23,7 @@ const accEvery = 50
 // profile (what the accuracy policy re-tunes from), the metrics, each
 // history record and the tenant's state.
 func TestLiveAccuracyFromLabels(t *testing.T) {
-	url := brokertest.StartEmbedded(t, broker.EmbeddedConfig{}).Addr()
+	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
 	r := startAgent(t, url, t.TempDir(), func(c *agent.Config) { c.StatusInterval = 100 * time.Millisecond })
 	tc := newTenant(t, url, "labels")
 	const n = 250 // five refreshes of the window

@@ -301,7 +301,7 @@ func (a *Agent) answered(an *answer, err error) {
 // a runner for the deliveries waiting when there are any.
 func (a *Agent) release(n int) {
 	if a.intake.done(n) {
-		go a.runIntake()
+		a.wakeIntake()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,30 +34,48 @@ type testBroker interface {
 type embeddedBroker struct {
 	t   *testing.T
 	cfg broker.EmbeddedConfig
-	e   *broker.Embedded
+	e   atomic.Pointer[broker.Embedded]
 }
 
-func (b *embeddedBroker) URL() string { return b.e.Addr() }
+func (b *embeddedBroker) URL() string { return b.e.Load().Addr() }
 
 func (b *embeddedBroker) Restart() {
 	b.t.Helper()
-	b.cfg.Addr = strings.TrimPrefix(b.e.Addr(), "tcp://")
-	if err := b.e.Close(); err != nil {
+	e := b.e.Load()
+	b.cfg.Addr = strings.TrimPrefix(e.Addr(), "tcp://")
+	if err := e.Close(); err != nil {
 		b.t.Fatalf("close embedded broker: %v", err)
 	}
-	b.e = brokertest.StartEmbedded(b.t, b.cfg)
+	b.e.Store(brokertest.StartEmbedded(b.t, b.cfg))
 }
+
+func startEmbedded(t *testing.T) *embeddedBroker {
+	cfg := broker.EmbeddedConfig{DataDir: t.TempDir()}
+	if os.Getenv("MOCHI_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	b := &embeddedBroker{t: t, cfg: cfg}
+	b.e.Store(brokertest.StartEmbedded(t, cfg))
+	return b
+}
+
+// inProcess maps the URL of an "embedded-inproc" broker to the way its
+// clients connect: Embedded.Dial of the broker started last on that port.
+var inProcess sync.Map // URL → func(context.Context) (net.Conn, error)
 
 var brokers = []struct {
 	name  string
 	start func(t *testing.T) testBroker
 }{
-	{"embedded", func(t *testing.T) testBroker {
-		cfg := broker.EmbeddedConfig{DataDir: t.TempDir()}
-		if os.Getenv("MOCHI_DEBUG") != "" {
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		}
-		return &embeddedBroker{t: t, cfg: cfg, e: brokertest.StartEmbedded(t, cfg)}
+	{"embedded", func(t *testing.T) testBroker { return startEmbedded(t) }},
+	// The same broker, every client connected in-process (Embedded.Dial),
+	// as the agent connects to the broker it embeds.
+	{"embedded-inproc", func(t *testing.T) testBroker {
+		b := startEmbedded(t)
+		url := b.URL()
+		inProcess.Store(url, func(ctx context.Context) (net.Conn, error) { return b.e.Load().Dial(ctx) })
+		t.Cleanup(func() { inProcess.Delete(url) })
+		return b
 	}},
 	{"mosquitto", func(t *testing.T) testBroker {
 		return brokertest.StartMosquitto(t, brokertest.MosquittoOptions{})
@@ -79,6 +98,9 @@ func dial(t *testing.T, cfg broker.ClientConfig) *broker.Client {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = discard
+	}
+	if d, ok := inProcess.Load(cfg.URL); ok && cfg.Dial == nil {
+		cfg.Dial = d.(func(context.Context) (net.Conn, error))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

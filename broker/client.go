@@ -99,6 +99,12 @@ type ClientConfig struct {
 	// waiting (bounded) for a Subscribe call. Subscribe adds more later.
 	Subscriptions []Subscription
 
+	// Dial, when set, opens the client's connections instead of dialing
+	// URL (which still names the broker in logs and errors), for instance
+	// Embedded.Dial for an in-process connection to an embedded broker. TLS
+	// is not applied to its connections.
+	Dial func(ctx context.Context) (net.Conn, error)
+
 	// connHook, set by tests only, sees every network connection opened.
 	connHook func(net.Conn)
 }
@@ -254,7 +260,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if w := cfg.Will; w != nil {
 		opts.SetBinaryWill(w.Topic, w.Payload, w.QoS, w.Retained)
 	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
+	if cfg.Dial != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
 		// Our own dialing, to close connections gracefully (see gracefulConn).
 		opts.SetCustomOpenConnectionFn(c.open)
 	}
@@ -660,8 +666,12 @@ func (c *Client) open(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 	d := &net.Dialer{Timeout: o.ConnectTimeout}
 	var conn net.Conn
 	var err error
-	switch uri.Scheme {
-	case "tcp", "mqtt":
+	switch {
+	case c.cfg.Dial != nil:
+		ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
+		conn, err = c.cfg.Dial(ctx)
+		cancel()
+	case uri.Scheme == "tcp" || uri.Scheme == "mqtt":
 		conn, err = d.Dial("tcp", uri.Host)
 	default:
 		conn, err = tls.DialWithDialer(d, "tcp", uri.Host, o.TLSConfig)

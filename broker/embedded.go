@@ -93,6 +93,7 @@ type Embedded struct {
 	srv     *mqtt.Server
 	tcp     *listeners.TCP
 	tlsl    *listeners.TCP
+	mem     *memListener // in-process connections (Dial)
 	started bool
 	closed  bool
 }
@@ -193,6 +194,9 @@ func (e *Embedded) Start(ctx context.Context) error {
 		return err
 	}
 
+	if err := srv.AddHook(&dropHook{log: e.log}, nil); err != nil {
+		return fail(fmt.Errorf("broker: drop hook: %w", err))
+	}
 	if err := srv.AddHook(new(packetIDHook), nil); err != nil {
 		return fail(fmt.Errorf("broker: packet ID hook: %w", err))
 	}
@@ -228,14 +232,35 @@ func (e *Embedded) Start(ctx context.Context) error {
 			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.TLSAddr, err))
 		}
 	}
+	mem := newMemListener()
+	if err := srv.AddListener(listeners.NewNet("inproc", mem)); err != nil {
+		return fail(fmt.Errorf("broker: in-process listener: %w", err))
+	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
 	if err := srv.Serve(); err != nil {
 		return fail(fmt.Errorf("broker: serve: %w", err))
 	}
-	e.srv, e.tcp, e.tlsl, e.started = srv, tcp, tlsl, true
+	e.srv, e.tcp, e.tlsl, e.mem, e.started = srv, tcp, tlsl, mem, true
 	return nil
+}
+
+// Dial opens an in-process connection to the started broker: MQTT as over
+// TCP (sessions, QoS, acknowledgements, persistence, authentication), with
+// no socket and no system call. Pass it as ClientConfig.Dial to a client in
+// the same process, such as the agent serving this broker.
+func (e *Embedded) Dial(ctx context.Context) (net.Conn, error) {
+	e.mu.Lock()
+	mem, closed := e.mem, e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if mem == nil {
+		return nil, errors.New("broker: Dial before Start")
+	}
+	return mem.Dial(ctx)
 }
 
 // storeOptions are the Badger options of the broker's store in dir:

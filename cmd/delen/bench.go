@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,19 +73,20 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 }
 
 // benchBroker returns the broker to measure against: --broker, or an
-// embedded broker on a free port (closed by the returned func).
-func benchBroker(ctx context.Context, g *globals, url string) (string, func(), error) {
+// embedded broker on a free port (closed by the returned func), which the
+// in-process agent reaches as `delen serve` does, through dial.
+func benchBroker(ctx context.Context, g *globals, url string) (_ string, dial func(context.Context) (net.Conn, error), _ func(), _ error) {
 	if url != "" {
-		return url, func() {}, nil
+		return url, nil, func() {}, nil
 	}
 	emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: "127.0.0.1:0", Logger: g.quietLogger()})
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if err := emb.Start(ctx); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return emb.Addr(), func() { emb.Close() }, nil
+	return emb.Addr(), emb.Dial, func() { emb.Close() }, nil
 }
 
 func newBenchOverheadCmd(g *globals) *cobra.Command {
@@ -97,13 +99,13 @@ func newBenchOverheadCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			u, stop, err := benchBroker(ctx, g, url)
+			u, dial, stop, err := benchBroker(ctx, g, url)
 			if err != nil {
 				return err
 			}
 			defer stop()
 			prog := newProgress(cmd.ErrOrStderr())
-			r, err := agentbench.Overhead(ctx, agentbench.Options{BrokerURL: u, N: n, Logger: g.quietLogger(), Progress: prog.show})
+			r, err := agentbench.Overhead(ctx, agentbench.Options{BrokerURL: u, BrokerDial: dial, N: n, Logger: g.quietLogger(), Progress: prog.show})
 			prog.clear()
 			if err != nil {
 				return err
@@ -142,12 +144,12 @@ func newBenchThroughputCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			u, stop, err := benchBroker(ctx, g, url)
+			u, dial, stop, err := benchBroker(ctx, g, url)
 			if err != nil {
 				return err
 			}
 			defer stop()
-			o := agentbench.Options{BrokerURL: u, N: n, Model: model, Exit: exit, Workers: workers, Logger: g.quietLogger(), ZooDirs: g.openZoo().Dirs}
+			o := agentbench.Options{BrokerURL: u, BrokerDial: dial, N: n, Model: model, Exit: exit, Workers: workers, Logger: g.quietLogger(), ZooDirs: g.openZoo().Dirs}
 			rep := &throughputReport{}
 			o.MaxBatch = 1
 			if rep.Unbatched, err = agentbench.Throughput(ctx, o); err != nil {

@@ -200,6 +200,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		}
 	}()
 	brokerURL := f.brokerURL
+	var brokerDial func(context.Context) (net.Conn, error)
 	if brokerURL == "" {
 		ecfg := broker.EmbeddedConfig{Addr: f.listen, DataDir: filepath.Join(g.data, "broker"), Logger: g.quietLogger().With("component", "broker"),
 			Auth: auth, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, TLSAddr: f.tlsListen, TLSClientCAFile: f.tlsClientCA}
@@ -214,7 +215,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
 		defer emb.Close()
-		brokerURL = emb.Addr()
+		// The agent reaches its embedded broker in-process: MQTT without
+		// a socket (clients still connect over TCP).
+		brokerURL, brokerDial = emb.Addr(), emb.Dial
 		log.Info("embedded broker listening", "addr", brokerURL)
 		if tlsAddr := emb.TLSAddr(); tlsAddr != "" {
 			log.Info("embedded broker listening over TLS", "addr", tlsAddr, "client_certificates", f.tlsClientCA != "")
@@ -236,7 +239,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	a, err := agent.New(ctx, agent.Config{
 		DefaultPolicy: f.policy, DefaultConditions: conditions, Provider: f.provider, TenantDefaults: tenantDefaults,
-		AgentID: f.agentID, BrokerURL: brokerURL, ShareGroup: f.shareGroup,
+		AgentID: f.agentID, BrokerURL: brokerURL, BrokerDial: brokerDial, ShareGroup: f.shareGroup,
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
 		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxWeight: f.maxWeight, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax,

@@ -1,0 +1,31 @@
+package broker
+
+import (
+	"bytes"
+	"log/slog"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// dropHook logs the messages mochi drops instead of delivering because
+// the client's pending writes are full (MaximumClientWritesPending: its
+// connection is not read fast enough). mochi logs it at debug level only,
+// and for a persistent session the message is then not redelivered before
+// the session reconnects: a loss the operator must see. (A full in-flight
+// window mochi logs itself.) The logger collapses repeats into one line
+// per interval with a count.
+type dropHook struct {
+	mqtt.HookBase
+	log *slog.Logger
+}
+
+func (h *dropHook) ID() string { return "delen-drops" }
+
+func (h *dropHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnPublishDropped}, []byte{b})
+}
+
+func (h *dropHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.log.Warn("message to a client dropped: its pending writes are full", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
+}
