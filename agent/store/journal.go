@@ -278,6 +278,23 @@ func (j *journal) apply() bool {
 			err = setRecords(j.db, q)
 		}
 	}
+	drop, ok := j.applied(q, err)
+	if !ok {
+		return false
+	}
+	// Outside the locks: deleting a file the kernel still caches takes
+	// a while, and later records only go to segments from drop on.
+	j.dropBefore(drop)
+	if j.opt.onApply != nil && len(q) > 0 {
+		j.opt.onApply(len(q))
+	}
+	return true
+}
+
+// applied settles an apply of q that ended with err: on success q leaves
+// the index, and it returns the segment below which nothing is left to
+// apply; on failure q is queued again, ahead of what came meanwhile.
+func (j *journal) applied(q []*journalRec, err error) (drop uint64, ok bool) {
 	j.wmu.Lock() // no group between its write and its index (see put)
 	defer j.wmu.Unlock()
 	j.mu.Lock()
@@ -289,7 +306,7 @@ func (j *journal) apply() bool {
 				"records", len(j.queue), "err", err)
 		}
 		j.failing = true
-		return false
+		return 0, false
 	}
 	if j.failing {
 		j.log.Info("dedupe journal: records applied to the store again")
@@ -301,23 +318,18 @@ func (j *journal) apply() bool {
 			delete(j.pending, r.key)
 		}
 	}
-	if j.opt.onApply != nil && len(q) > 0 {
-		defer j.opt.onApply(len(q))
-	}
 	if len(j.queue) > 0 {
-		j.dropBefore(j.queue[0].seg)
-		return true
+		return j.queue[0].seg, true
 	}
 	if j.wal.Stats().Bytes >= rollAt {
 		if err := j.wal.Roll(); err != nil {
 			j.log.Warn("dedupe journal: roll", "err", err)
 		}
 	}
-	j.dropBefore(j.wal.Active())
-	return true
+	return j.wal.Active(), true
 }
 
-// dropBefore deletes the segments below id. j.mu is held.
+// dropBefore deletes the segments below id.
 func (j *journal) dropBefore(id uint64) {
 	if err := j.wal.DropBefore(id); err != nil {
 		j.log.Warn("dedupe journal: delete applied segments", "err", err)
@@ -365,7 +377,7 @@ func (j *journal) close() error {
 		j.mu.Lock()
 		if len(j.queue) == 0 {
 			if err = j.wal.Roll(); err == nil {
-				j.dropBefore(j.wal.Active())
+				err = j.wal.DropBefore(j.wal.Active())
 			}
 		}
 		j.mu.Unlock()

@@ -321,3 +321,56 @@ func FuzzDecodeJournalRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestJournalLookupsDuringApply: while groups are written and applied
+// concurrently (an apply every millisecond, 4 KiB segments rolled and
+// deleted all the time), every record is found with its exact bytes from
+// the moment its PutDedupes returned: in the index, during its Badger
+// commit, and after.
+func TestJournalLookupsDuringApply(t *testing.T) {
+	dir := t.TempDir()
+	applied := make(chan int, 1<<12)
+	s, err := Open(dir, Options{journal: journalOptions{applyEvery: time.Millisecond, segmentSize: 4 << 10,
+		onApply: func(n int) {
+			select {
+			case applied <- n:
+			default:
+			}
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const groups, size = 300, 7
+	done := make(chan []DedupeEntry, groups)
+	errs := make(chan error, 2)
+	go func() {
+		for g := 0; g < groups; g++ {
+			if g == groups/2 {
+				<-applied // the second half is written while records are applied
+			}
+			group := dedupeGroup("cam", g*size, size)
+			if err := s.PutDedupes(group, time.Hour); err != nil {
+				errs <- err
+				return
+			}
+			done <- group
+		}
+		close(done)
+	}()
+	var all []DedupeEntry
+	for group := range done {
+		all = append(all, group...)
+		checkDedupes(t, s, group)
+		checkDedupes(t, s, all[len(all)*7/10:][:1]) // an older one, maybe applied meanwhile
+	}
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	if len(all) != groups*size {
+		t.Fatalf("%d records written, want %d", len(all), groups*size)
+	}
+	checkDedupes(t, s, all)
+}
