@@ -329,6 +329,13 @@ func (j *journal) applied(q []*journalRec, err error) (drop uint64, ok bool) {
 	return j.wal.Active(), true
 }
 
+// waiting is how many records wait for Badger.
+func (j *journal) waiting() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.pending)
+}
+
 // dropBefore deletes the segments below id.
 func (j *journal) dropBefore(id uint64) {
 	if err := j.wal.DropBefore(id); err != nil {

@@ -95,6 +95,9 @@ func TestJournalLookupsBeforeApply(t *testing.T) {
 	if _, err := s.GetDedupe("cam", "100"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unrecorded id: %v", err)
 	}
+	if n := s.DedupeWaiting(); n != 100 {
+		t.Fatalf("DedupeWaiting before apply: %d, want 100", n)
+	}
 	if !s.jnl.apply() {
 		t.Fatal("apply failed")
 	}
@@ -104,7 +107,7 @@ func TestJournalLookupsBeforeApply(t *testing.T) {
 		}
 	}
 	checkDedupes(t, s, all)
-	if len(s.jnl.pending) != 0 || s.jnl.bytes != 0 {
+	if s.DedupeWaiting() != 0 || len(s.jnl.pending) != 0 || s.jnl.bytes != 0 {
 		t.Fatalf("after apply the journal still indexes %d records (%d bytes)", len(s.jnl.pending), s.jnl.bytes)
 	}
 	if n := len(journalFiles(t, dir)); n > 1 {

@@ -203,6 +203,16 @@ func (s *Store) Size() int64 {
 	return lsm + vlog
 }
 
+// DedupeWaiting is how many dedupe records are in the journal and not yet
+// in Badger (0 for an in-memory store): a few hundred under load, growing
+// while Badger refuses them.
+func (s *Store) DedupeWaiting() int {
+	if s.jnl == nil {
+		return 0
+	}
+	return s.jnl.waiting()
+}
+
 // DB exposes the Badger handle for maintenance tools.
 func (s *Store) DB() *badger.DB { return s.db }
 
