@@ -124,10 +124,13 @@ func TestNoLossAcrossSessionTakeovers(t *testing.T) {
 		for p := range publishers {
 			pub := dial(t, broker.ClientConfig{URL: b.URL(), ClientID: fmt.Sprintf("takeover-pub-%d", p), CleanSession: true})
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
-				defer cancel()
+				// Each publish has its own bound: on a loaded machine 1,500
+				// round trips in a row took longer than one shared bound.
 				for i := p; i < messages; i += publishers {
-					if err := pub.Publish(ctx, topic, 1, false, []byte(fmt.Sprintf("m-%d", i))); err != nil {
+					ctx, cancel := context.WithTimeout(context.Background(), wait)
+					err := pub.Publish(ctx, topic, 1, false, []byte(fmt.Sprintf("m-%d", i)))
+					cancel()
+					if err != nil {
 						errs <- fmt.Errorf("publish m-%d: %w", i, err)
 						return
 					}
