@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"log/slog"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -22,9 +21,7 @@ type dropHook struct {
 
 func (h *dropHook) ID() string { return "delen-drops" }
 
-func (h *dropHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPublishDropped}, []byte{b})
-}
+func (h *dropHook) Provides(b byte) bool { return b == mqtt.OnPublishDropped }
 
 func (h *dropHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.log.Warn("message to a client dropped: its pending writes are full", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/delen-edge/delen/internal/wal"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 )
 
@@ -71,25 +71,18 @@ type inflightRef struct {
 	n   int64
 }
 
-// Record layout: an 8-byte header (the length of the rest, uint32 little
-// endian, and the CRC-32C of the rest), then the kind, the key's length
+// Record layout: internal/wal's framing (an 8-byte header with the
+// body's length and CRC-32C), then as the body the kind, the key's length
 // (uint16), the key and, for a message, its body: the length of the
 // message's JSON without its payload (uint32), that JSON, the payload.
 const (
-	recHeader       = 8
 	recPut          = 1
 	recDel          = 2
-	maxRecord       = 1 << 30 // a bound for a damaged length, far above MQTT's 256 MB
 	inflightSegSize = 8 << 20
 	// compactFraction: an old segment whose live bytes fall below
 	// 1/compactFraction of its size has them copied forward.
 	compactFraction = 4
 )
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-// errDamaged marks a record that cannot be read back.
-var errDamaged = errors.New("damaged record")
 
 // openInflightLog opens (creating) the log in dir and replays its
 // segments; new messages go to a new segment.
@@ -156,70 +149,45 @@ func (l *inflightLog) replay(name string, id uint64) (*inflightSeg, error) {
 			break
 		}
 		kind, key, _, _ := splitRecord(rec)
+		n := wal.Header + int64(len(rec))
 		l.forget(key)
 		if kind == recPut {
-			l.remember(key, inflightRef{seg: seg, off: seg.size, n: int64(len(rec))})
+			l.remember(key, inflightRef{seg: seg, off: seg.size, n: n})
 		}
-		seg.size += int64(len(rec))
+		seg.size += n
 	}
 	return seg, nil
 }
 
-// readRecord reads one whole record (header included) of at most left
-// bytes from r into buf; io.EOF at a clean end, errDamaged (wrapped)
-// otherwise.
+// readRecord reads one record of at most left bytes (header included)
+// from r into buf and returns its body; io.EOF at a clean end, an error
+// wrapping wal.ErrDamaged otherwise.
 func readRecord(r io.Reader, buf []byte, left int64) ([]byte, error) {
-	var h [recHeader]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		if err == io.EOF {
-			return buf, io.EOF
-		}
-		return buf, fmt.Errorf("%w: short header", errDamaged)
+	body, err := wal.ReadRecord(r, buf, left)
+	if err == nil {
+		_, _, _, err = splitRecord(body)
 	}
-	n := binary.LittleEndian.Uint32(h[0:4])
-	if n < 3 || int64(n) > left-recHeader {
-		return buf, fmt.Errorf("%w: length %d", errDamaged, n)
-	}
-	buf = append(buf, h[:]...)
-	buf = slices.Grow(buf, int(n))[:recHeader+int(n)]
-	if _, err := io.ReadFull(r, buf[recHeader:]); err != nil {
-		return buf, fmt.Errorf("%w: short body", errDamaged)
-	}
-	if crc32.Checksum(buf[recHeader:], crcTable) != binary.LittleEndian.Uint32(h[4:8]) {
-		return buf, fmt.Errorf("%w: checksum", errDamaged)
-	}
-	if _, _, _, err := splitRecord(buf); err != nil {
-		return buf, err
-	}
-	return buf, nil
+	return body, err
 }
 
-// splitRecord parses a whole record (checked by readRecord or built by
+// splitRecord parses a record's body (checked by readRecord or built by
 // appendRecord).
-func splitRecord(rec []byte) (kind byte, key string, body []byte, err error) {
-	p := rec[recHeader:]
+func splitRecord(p []byte) (kind byte, key string, body []byte, err error) {
+	if len(p) < 3 {
+		return 0, "", nil, fmt.Errorf("%w: body of %d bytes", wal.ErrDamaged, len(p))
+	}
 	kind = p[0]
 	kl := int(binary.LittleEndian.Uint16(p[1:3]))
 	if 3+kl > len(p) || (kind != recPut && kind != recDel) {
-		return 0, "", nil, fmt.Errorf("%w: kind %d, key of %d bytes in %d", errDamaged, kind, kl, len(p))
+		return 0, "", nil, fmt.Errorf("%w: kind %d, key of %d bytes in %d", wal.ErrDamaged, kind, kl, len(p))
 	}
 	return kind, string(p[3 : 3+kl]), p[3+kl:], nil
 }
 
 // appendRecord appends a record of kind for key with body to buf.
 func appendRecord(buf []byte, kind byte, key string, body ...[]byte) []byte {
-	start := len(buf)
-	buf = append(buf, make([]byte, recHeader)...)
-	buf = append(buf, kind)
-	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(key)))
-	buf = append(buf, key...)
-	for _, b := range body {
-		buf = append(buf, b...)
-	}
-	p := buf[start+recHeader:]
-	binary.LittleEndian.PutUint32(buf[start:], uint32(len(p)))
-	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(p, crcTable))
-	return buf
+	head := append(binary.LittleEndian.AppendUint16([]byte{kind}, uint16(len(key))), key...)
+	return wal.AppendRecord(buf, append([][]byte{head}, body...)...)
 }
 
 // encodeMessage is a message's record body.
@@ -238,14 +206,14 @@ func encodeMessage(m *storage.Message) ([]byte, []byte, error) {
 func decodeMessage(body []byte) (storage.Message, error) {
 	var m storage.Message
 	if len(body) < 4 {
-		return m, fmt.Errorf("%w: body of %d bytes", errDamaged, len(body))
+		return m, fmt.Errorf("%w: body of %d bytes", wal.ErrDamaged, len(body))
 	}
 	n := binary.LittleEndian.Uint32(body)
 	if uint64(n) > uint64(len(body)-4) {
-		return m, fmt.Errorf("%w: metadata of %d bytes in %d", errDamaged, n, len(body)-4)
+		return m, fmt.Errorf("%w: metadata of %d bytes in %d", wal.ErrDamaged, n, len(body)-4)
 	}
 	if err := json.Unmarshal(body[4:4+n], &m); err != nil {
-		return m, fmt.Errorf("%w: %v", errDamaged, err)
+		return m, fmt.Errorf("%w: %v", wal.ErrDamaged, err)
 	}
 	m.Payload = slices.Clone(body[4+n:])
 	return m, nil
@@ -419,7 +387,7 @@ func (l *inflightLog) messages() ([]storage.Message, error) {
 		if _, err := r.seg.f.ReadAt(rec, r.off); err != nil {
 			return out, fmt.Errorf("inflight log: read %s: %w", r.seg.f.Name(), err)
 		}
-		_, _, body, err := splitRecord(rec)
+		_, _, body, err := splitRecord(rec[wal.Header:])
 		if err == nil {
 			var m storage.Message
 			if m, err = decodeMessage(body); err == nil {

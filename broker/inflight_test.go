@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/delen-edge/delen/internal/benchx"
+	"github.com/delen-edge/delen/internal/wal"
 	badgerdb "github.com/dgraph-io/badger/v4"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -127,7 +128,7 @@ func TestInflightLogTornTail(t *testing.T) {
 	}{
 		{"cut in the payload", func(b []byte, n int) []byte { return b[:len(b)-100] }},
 		{"cut in the header", func(b []byte, n int) []byte { return b[:len(b)-n+5] }},
-		{"cut after the header", func(b []byte, n int) []byte { return b[:len(b)-n+recHeader+2] }},
+		{"cut after the header", func(b []byte, n int) []byte { return b[:len(b)-n+wal.Header+2] }},
 		{"flipped byte", func(b []byte, n int) []byte { b[len(b)-10] ^= 0xff; return b }},
 		{"zeros after it", func(b []byte, n int) []byte { return append(b, make([]byte, 4096)...) }},
 	} {

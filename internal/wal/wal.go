@@ -1,6 +1,8 @@
 // Package wal is an append-only log of checksummed records in numbered
 // segment files, after the embedded broker's in-flight log
-// (broker/inflight.go): one write(2) for any number of records, no memory
+// (broker/inflight.go, which frames its records with AppendRecord and
+// ReadRecord and keeps segments of its own, since it needs each record's
+// offset and per-segment live counts): one write(2) for any number of records, no memory
 // map and no fsync, a CRC-32C per record, a torn tail dropped at open, and
 // whole segment files deleted once their owner has no further use for them.
 //
@@ -45,13 +47,21 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // record at all.
 var ErrDamaged = errors.New("damaged record")
 
-// AppendRecord frames body as one record and appends it to buf; Write
-// takes any number of them at once. A body is never empty: zeros (a file
-// extended by a crash) must not read as records.
-func AppendRecord(buf, body []byte) []byte {
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(body)))
-	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(body, crcTable))
-	return append(buf, body...)
+// AppendRecord frames the concatenation of parts as one record's body and
+// appends it to buf (parts spare the caller a copy of a large body into
+// one slice first); Write takes any number of records at once. A body is
+// never empty: zeros (a file extended by a crash) must not read as
+// records.
+func AppendRecord(buf []byte, parts ...[]byte) []byte {
+	start := len(buf)
+	buf = append(buf, make([]byte, Header)...)
+	for _, p := range parts {
+		buf = append(buf, p...)
+	}
+	body := buf[start+Header:]
+	binary.LittleEndian.PutUint32(buf[start:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(body, crcTable))
+	return buf
 }
 
 // ReadRecord reads one record of at most left bytes (header included)
