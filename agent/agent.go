@@ -521,9 +521,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, cfg.HistoryMaxRecords, a.log, a.metrics)
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_bytes",
 		Help: "Size of the Badger store on disk (LSM tree and value log)."}, func() float64 { return float64(cfg.Store.Size()) }))
-	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_dedupe_journal_waiting",
-		Help: "Dedupe records written to the store's journal and not yet applied to Badger (lookups find them either way); growing while Badger refuses them."},
-		func() float64 { return float64(cfg.Store.DedupeWaiting()) }))
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_dedupe_records",
+		Help: "Dedupe records indexed in the store's dedupe journal, expired ones until their segment file is deleted (0 for an in-memory store)."},
+		func() float64 { return float64(cfg.Store.DedupeRecords()) }))
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_persistent",
 		Help: "1 when the store is on disk; 0 when it is in memory (a read-only data folder): history, dedupe records and settings changes are lost at exit."},
 		func() float64 {

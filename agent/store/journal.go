@@ -4,78 +4,89 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/delen-edge/delen/internal/wal"
-	badger "github.com/dgraph-io/badger/v4"
 )
 
-// journal makes a group of dedupe records durable with one write(2) to a
-// log of its own (internal/wal) instead of a synchronous Badger commit on
-// the result's path, and applies them to Badger in the background, many
-// at a time. Until a record is in Badger, lookups find it in the journal's
-// index; segment files are deleted once everything they hold is applied,
-// and at open the log is replayed into Badger before the store is handed
-// out (so before the agent takes a request).
+// journal is where the dedupe records live, and the only place: a log of
+// segment files of its own (internal/wal, written with write(2), read with
+// pread(2), never memory-mapped) and a compact in-memory index. A group of
+// records is made durable with one write; a lookup is a map lookup, and a
+// pread of the record when the key is there; a segment file is deleted
+// once every record in it has expired. Badger never sees a dedupe record
+// (only those an older version put there, read until they expire), so its
+// memory-mapped value log and tables hold history, settings and profiles
+// only.
+//
+// The index maps a 64-bit hash of the key (hash/maphash, seeded per
+// process, so a tenant cannot choose ids that collide) to the record's
+// position, segment << 32 | offset: 8 bytes of key and 8 of value, where a
+// map of keys and values took a few hundred bytes a record. Two live keys
+// with one hash are told apart by the key stored in the record: the
+// second is kept in a small map of its own (over), looked at first.
 //
 // A record is durable when put returns: it survives a kill -9 of the
 // process, as Badger's own records do with SyncWrites off; a power cut
 // can lose what the kernel had not yet written back (docs/reliability.md).
+// At open the log is read through once to rebuild the index.
 type journal struct {
-	db  *badger.DB
-	log *slog.Logger
-	wal *wal.Log
-	// room is the store's free-space check, consulted before each apply.
-	room func() error
+	log  *slog.Logger
+	wal  *wal.Log
 	opt  journalOptions
+	seed maphash.Seed
 
-	// wmu orders writers: a group is written and indexed before the next
-	// (and before apply may roll the log and drop segments).
+	// wmu orders writers: a group is written and indexed before the next,
+	// so the index points at a key's newest record.
 	wmu  sync.Mutex
-	buf  []byte // framed records of one put
-	body []byte // one record's body
+	buf  []byte  // framed records of one put
+	body []byte  // one record's body
+	offs []int64 // offsets of a put's records in buf
+	rbuf []byte  // a record read back while indexing (under wmu)
 
-	mu      sync.Mutex
-	pending map[string]*journalRec // key → its newest record not yet in Badger
-	queue   []*journalRec          // records not yet in Badger, in write order
-	bytes   int                    // their keys' and values' size
-	seq     uint64
-	failing bool // the last apply failed (logged once per streak)
+	mu   sync.Mutex
+	idx  map[uint64]uint64 // hash of key → position of its newest record
+	over map[string]uint64 // key → position, for keys whose hash another live key holds
+	segs []journalSeg      // segments holding records, oldest first
 
-	started bool
-	kick    chan struct{} // a token when the queue went from empty to not
-	full    chan struct{} // a token when the queue reached applyBatch
 	stop    chan struct{}
 	stopped chan struct{}
+	started bool
 }
 
-// journalRec is one record: its Badger key, value and expiry.
+// journalSeg is what the journal knows of one segment: when its last
+// record expires, and when its first was written.
+type journalSeg struct {
+	id      uint64
+	expires uint64 // the latest expiry of its records (Unix seconds)
+	forever bool   // a record in it never expires
+	first   time.Time
+}
+
+// journalRec is one record: its key, value and expiry.
 type journalRec struct {
 	key     string
 	val     []byte
 	expires uint64 // Unix seconds, as Badger's ExpiresAt; 0 never
-	seq     uint64
-	seg     uint64 // the wal segment holding it
 }
 
 const (
 	// journalDir is the journal's folder inside the store's.
 	journalDir = "dedupe-journal"
-	// applyEvery is how long a record waits in the journal before it is
-	// applied to Badger with the others that gathered meanwhile, unless
-	// applyBatch of them are waiting first.
-	applyEvery = 100 * time.Millisecond
-	applyBatch = 2048
-	// maxJournalBytes bounds what waits in memory for Badger: past it
-	// (Badger failing), put refuses and the caller keeps its records as it
-	// does when the store refuses them.
-	maxJournalBytes = 32 << 20
-	// rollAt: once everything is applied, an active segment of this size
-	// is closed and deleted, so that a restart replays little.
-	rollAt = 1 << 20
+	// dropEvery is how often segments whose records have all expired are
+	// deleted.
+	dropEvery = time.Second
+	// rollEvery: an active segment whose first record is this old is
+	// closed, so that a quiet agent's records go soon after they expire
+	// rather than when 8 MiB have gathered behind them.
+	rollEvery = time.Minute
+	// dropChunk is how many index entries a drop removes per hold of
+	// j.mu, so that lookups never wait long behind it.
+	dropChunk = 1024
 
 	// journalDedupe is the kind of a dedupe record's body: kind, expiry
 	// (uint64 little endian, Unix seconds), the key's length (uvarint),
@@ -85,29 +96,66 @@ const (
 
 // journalOptions are what tests change.
 type journalOptions struct {
-	applyEvery  time.Duration // default applyEvery
 	segmentSize int64         // default wal.DefaultSegmentSize
-	onApply     func(n int)   // called after n records were applied
+	dropEvery   time.Duration // default dropEvery
+	rollEvery   time.Duration // default rollEvery
+	onDrop      func(segs int)
+	// now is the clock expiry is judged by (default time.Now).
+	now func() time.Time
+	// hash replaces the seeded hash of keys (tests make keys collide).
+	hash func(key []byte) uint64
 }
 
-// ErrJournalBehind is put's error when more than maxJournalBytes of
-// records wait for Badger.
-var ErrJournalBehind = errors.New("dedupe journal: too many records waiting for the store")
-
-// openJournal opens the journal in the store folder dir and replays it
-// into db; a record that cannot be applied now stays in the journal's
-// index and is applied later. Records are applied in the background once
-// start is called.
-func openJournal(dir string, db *badger.DB, log *slog.Logger, room func() error, opt journalOptions) (*journal, error) {
-	if opt.applyEvery <= 0 {
-		opt.applyEvery = applyEvery
+// sum is key's hash in the index.
+func (j *journal) sum(key []byte) uint64 {
+	if j.opt.hash != nil {
+		return j.opt.hash(key)
 	}
-	j := &journal{db: db, log: log, room: room, opt: opt, pending: map[string]*journalRec{},
-		kick: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
-	now := uint64(time.Now().Unix())
-	replayed := 0
-	l, err := wal.Open(filepath.Join(dir, journalDir), wal.Options{Logger: log, SegmentSize: opt.segmentSize}, func(seg uint64, body []byte) error {
-		r, err := decodeJournalRecord(body)
+	return maphash.Bytes(j.seed, key)
+}
+
+// sumString is sum for a key held as a string.
+func (j *journal) sumString(key string) uint64 {
+	if j.opt.hash != nil {
+		return j.opt.hash([]byte(key))
+	}
+	return maphash.String(j.seed, key)
+}
+
+// position packs a record's segment and offset.
+func position(seg uint64, off int64) uint64 { return seg<<32 | uint64(off) }
+
+// unpack splits a position.
+func unpack(pos uint64) (seg uint64, off int64) { return pos >> 32, int64(pos & (1<<32 - 1)) }
+
+// openJournal opens the journal in the store folder dir and rebuilds its
+// index from the records that have not expired. Expired segments are
+// deleted in the background once start is called.
+func openJournal(dir string, log *slog.Logger, opt journalOptions) (*journal, error) {
+	if opt.dropEvery <= 0 {
+		opt.dropEvery = dropEvery
+	}
+	if opt.rollEvery <= 0 {
+		opt.rollEvery = rollEvery
+	}
+	if opt.now == nil {
+		opt.now = time.Now
+	}
+	if opt.segmentSize <= 0 {
+		opt.segmentSize = wal.DefaultSegmentSize
+	}
+	if opt.segmentSize >= 1<<32 {
+		return nil, errors.New("dedupe journal: segments must be under 4 GiB")
+	}
+	j := &journal{log: log, opt: opt, seed: maphash.MakeSeed(), idx: map[uint64]uint64{}, over: map[string]uint64{},
+		stop: make(chan struct{}), stopped: make(chan struct{})}
+	now := uint64(opt.now().Unix())
+	replayed, live := 0, 0
+	// Hashes met twice during the replay: resolved once the log is open
+	// and its records can be read back.
+	var again map[uint64][]uint64
+	l, err := wal.Open(filepath.Join(dir, journalDir), wal.Options{Logger: log, SegmentSize: opt.segmentSize}, func(seg uint64, off int64, body []byte) error {
+		key, expires, _, err := splitJournalRecord(body)
 		if err != nil {
 			// The checksum held: a record of a kind this version does not
 			// know. Skipped, not fatal.
@@ -115,25 +163,85 @@ func openJournal(dir string, db *badger.DB, log *slog.Logger, room func() error,
 			return nil
 		}
 		replayed++
-		if r.expires != 0 && r.expires <= now {
+		j.noteSegment(seg, expires, time.Unix(int64(expires), 0))
+		if expires != 0 && expires <= now {
 			return nil
 		}
-		r.seg = seg
-		j.enqueue(r)
+		live++
+		h := j.sum(key)
+		pos := position(seg, off)
+		if old, ok := j.idx[h]; ok {
+			if again == nil {
+				again = map[uint64][]uint64{}
+			}
+			if len(again[h]) == 0 {
+				again[h] = append(again[h], old)
+			}
+			again[h] = append(again[h], pos)
+		}
+		j.idx[h] = pos
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dedupe journal: %w", err)
 	}
 	j.wal = l
-	if replayed > 0 {
-		log.Info("dedupe journal replayed", "records", replayed, "unexpired", len(j.queue))
+	for h, ps := range again {
+		j.resolve(h, ps, now)
 	}
-	j.apply()
+	if replayed > 0 {
+		log.Info("dedupe journal replayed", "records", replayed, "unexpired", live, "segments", len(j.segs))
+	}
 	return j, nil
 }
 
-// start applies records in the background until close.
+// resolve indexes the records at ps (oldest first), whose keys share hash
+// h: each key's newest record, the last written one in idx and the others
+// in over. Used at open, before the journal is shared.
+func (j *journal) resolve(h uint64, ps []uint64, now uint64) {
+	type rec struct {
+		key string
+		pos uint64
+	}
+	var newest []rec // a key's newest position, in order of last write
+	for _, pos := range ps {
+		key, expires, err := j.readKey(pos)
+		if err != nil || (expires != 0 && expires <= now) {
+			continue
+		}
+		for i := range newest {
+			if newest[i].key == key {
+				newest = append(newest[:i], newest[i+1:]...)
+				break
+			}
+		}
+		newest = append(newest, rec{key, pos})
+	}
+	delete(j.idx, h)
+	for i, r := range newest {
+		if i == len(newest)-1 {
+			j.idx[h] = r.pos
+		} else {
+			j.over[r.key] = r.pos
+		}
+	}
+}
+
+// noteSegment records that segment seg holds a record expiring at expires
+// (0: never), the first one written at first when seg is new. j.mu is
+// held (or j not yet shared).
+func (j *journal) noteSegment(seg, expires uint64, first time.Time) {
+	if n := len(j.segs); n == 0 || j.segs[n-1].id != seg {
+		j.segs = append(j.segs, journalSeg{id: seg, first: first})
+	}
+	s := &j.segs[len(j.segs)-1]
+	if expires == 0 {
+		s.forever = true
+	}
+	s.expires = max(s.expires, expires)
+}
+
+// start deletes expired segments in the background until close.
 func (j *journal) start() {
 	j.started = true
 	go j.run()
@@ -148,30 +256,42 @@ func encodeJournalRecord(buf []byte, r *journalRec) []byte {
 	return append(buf, r.val...)
 }
 
-// decodeJournalRecord parses a record's body; the value is copied.
-func decodeJournalRecord(b []byte) (*journalRec, error) {
+// splitJournalRecord parses a record's body into its key, expiry and
+// value, which alias b.
+func splitJournalRecord(b []byte) (key []byte, expires uint64, val []byte, err error) {
 	if len(b) < 1+8+1 || b[0] != journalDedupe {
-		return nil, errors.New("dedupe journal: unknown record")
+		return nil, 0, nil, errors.New("dedupe journal: unknown record")
 	}
-	r := &journalRec{expires: binary.LittleEndian.Uint64(b[1:9])}
+	expires = binary.LittleEndian.Uint64(b[1:9])
 	n, k := binary.Uvarint(b[9:])
 	if k <= 0 || n == 0 || n > uint64(len(b)-9-k) {
-		return nil, errors.New("dedupe journal: truncated key")
+		return nil, 0, nil, errors.New("dedupe journal: truncated key")
 	}
 	off := 9 + k
-	r.key = string(b[off : off+int(n)])
-	r.val = append([]byte(nil), b[off+int(n):]...)
-	return r, nil
+	return b[off : off+int(n)], expires, b[off+int(n):], nil
 }
 
-// enqueue makes r the newest record of its key. j.mu is held (or j not
-// yet shared).
-func (j *journal) enqueue(r *journalRec) {
-	j.seq++
-	r.seq = j.seq
-	j.pending[r.key] = r
-	j.queue = append(j.queue, r)
-	j.bytes += len(r.key) + len(r.val)
+// decodeJournalRecord parses a record's body; the key and value are
+// copied.
+func decodeJournalRecord(b []byte) (*journalRec, error) {
+	key, expires, val, err := splitJournalRecord(b)
+	if err != nil {
+		return nil, err
+	}
+	return &journalRec{key: string(key), expires: expires, val: append([]byte(nil), val...)}, nil
+}
+
+// readKey reads back the key and expiry of the record at pos. j.wmu is
+// held, or j is not yet shared.
+func (j *journal) readKey(pos uint64) (string, uint64, error) {
+	seg, off := unpack(pos)
+	body, err := j.wal.ReadAt(seg, off, j.rbuf)
+	j.rbuf = body[:0]
+	if err != nil {
+		return "", 0, err
+	}
+	key, expires, _, err := splitJournalRecord(body)
+	return string(key), expires, err
 }
 
 // put writes recs to the journal with one write and makes them visible to
@@ -179,216 +299,219 @@ func (j *journal) enqueue(r *journalRec) {
 func (j *journal) put(recs []*journalRec) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
-	j.mu.Lock()
-	behind := j.bytes > maxJournalBytes
-	j.mu.Unlock()
-	if behind {
-		return ErrJournalBehind
-	}
-	buf := j.buf[:0]
+	buf, offs := j.buf[:0], j.offs[:0]
 	for _, r := range recs {
 		j.body = encodeJournalRecord(j.body[:0], r)
+		offs = append(offs, int64(len(buf)))
 		buf = wal.AppendRecord(buf, j.body)
 	}
-	seg, err := j.wal.Write(buf)
+	seg, base, err := j.wal.Write(buf)
 	if cap(buf) <= 1<<20 {
 		j.buf = buf // a huge group's buffer is not kept
 	}
+	j.offs = offs
 	if err != nil {
 		return fmt.Errorf("dedupe journal: %w", err)
 	}
+	now := j.opt.now()
 	j.mu.Lock()
-	was := len(j.queue)
-	for _, r := range recs {
-		r.seg = seg
-		j.enqueue(r)
+	var check []int // records whose hash the index holds already
+	for i, r := range recs {
+		j.noteSegment(seg, r.expires, now)
+		pos := position(seg, base+offs[i])
+		if _, ok := j.over[r.key]; ok {
+			j.over[r.key] = pos
+			continue
+		}
+		h := j.sumString(r.key)
+		if _, ok := j.idx[h]; ok {
+			check = append(check, i)
+			continue
+		}
+		j.idx[h] = pos
 	}
-	n := len(j.queue)
 	j.mu.Unlock()
-	if was == 0 {
-		signal(j.kick)
-	}
-	if n >= applyBatch {
-		signal(j.full)
+	// The same key again, or (rarely) another key with the same hash: the
+	// record the index holds tells which.
+	for _, i := range check {
+		r := recs[i]
+		h := j.sumString(r.key)
+		pos := position(seg, base+offs[i])
+		j.mu.Lock()
+		old, ok := j.idx[h]
+		j.mu.Unlock()
+		var key string
+		var expires uint64
+		if ok {
+			key, expires, err = j.readKey(old)
+		}
+		j.mu.Lock()
+		if !ok || err != nil || key == r.key || (expires != 0 && expires <= uint64(now.Unix())) {
+			j.idx[h] = pos // a segment dropped meanwhile: its records had expired
+		} else {
+			j.over[r.key] = pos
+		}
+		j.mu.Unlock()
 	}
 	return nil
 }
 
-// signal leaves a token in c unless one is there.
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
+// get returns the value of key's newest record, if it has not expired by
+// now (Unix seconds).
+func (j *journal) get(key []byte, now uint64) ([]byte, bool, error) {
+	h := j.sum(key)
+	j.mu.Lock()
+	pos, ok := j.over[string(key)]
+	if !ok {
+		pos, ok = j.idx[h]
 	}
+	j.mu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	seg, off := unpack(pos)
+	body, err := j.wal.ReadAt(seg, off, nil)
+	if errors.Is(err, wal.ErrNoSegment) {
+		return nil, false, nil // dropped meanwhile: it had expired
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("dedupe journal: %w", err)
+	}
+	k, expires, val, err := splitJournalRecord(body)
+	if err != nil {
+		return nil, false, fmt.Errorf("dedupe journal: %w", err)
+	}
+	if string(k) != string(key) || (expires != 0 && expires <= now) {
+		return nil, false, nil // another key with the same hash, or expired
+	}
+	return val, true, nil
 }
 
-// get returns the value of key's record not yet in Badger, if there is
-// one that has not expired by now (Unix seconds).
-func (j *journal) get(key []byte, now uint64) ([]byte, bool) {
+// records is how many records the index holds (expired ones included
+// until their segment is deleted).
+func (j *journal) records() int {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	r, ok := j.pending[string(key)]
-	if !ok || (r.expires != 0 && r.expires <= now) {
-		return nil, false
-	}
-	return r.val, true
+	return len(j.idx) + len(j.over)
 }
 
-// run applies what gathers, every applyEvery or applyBatch records, until
-// close.
+// run deletes expired segments every dropEvery until close.
 func (j *journal) run() {
 	defer close(j.stopped)
-	t := time.NewTimer(j.opt.applyEvery)
-	t.Stop()
+	t := time.NewTicker(j.opt.dropEvery)
+	defer t.Stop()
 	for {
 		select {
 		case <-j.stop:
 			return
-		case <-j.kick:
-		case <-j.full:
-		}
-		t.Reset(j.opt.applyEvery)
-		select {
-		case <-j.stop:
-			t.Stop()
-			return
 		case <-t.C:
-		case <-j.full:
-			t.Stop()
 		}
-		if !j.apply() {
-			// Try again later; put refuses once too much waits.
-			signal(j.kick)
-		}
+		j.maintain()
 	}
 }
 
-// apply writes the queued records to Badger in one transaction (more when
-// one cannot hold them), drops them from the index, and deletes the
-// segments that hold nothing left to apply. It reports false when Badger
-// refused the records; they stay queued.
-func (j *journal) apply() bool {
+// maintain closes an active segment older than rollEvery and deletes the
+// oldest segments whose records have all expired, their index entries
+// first.
+func (j *journal) maintain() {
+	now := j.opt.now()
+	// Under wmu: no record is written to the active segment between the
+	// decision and the roll.
+	j.wmu.Lock()
+	active := j.wal.Active()
 	j.mu.Lock()
-	q := j.queue
-	j.queue = nil
+	n := len(j.segs)
+	roll := n > 0 && j.segs[n-1].id == active && now.Sub(j.segs[n-1].first) >= j.opt.rollEvery
 	j.mu.Unlock()
-	var err error
-	if len(q) > 0 {
-		if err = j.room(); err == nil {
-			err = setRecords(j.db, q)
-		}
-	}
-	drop, ok := j.applied(q, err)
-	if !ok {
-		return false
-	}
-	// Outside the locks: deleting a file the kernel still caches takes
-	// a while, and later records only go to segments from drop on.
-	j.dropBefore(drop)
-	if j.opt.onApply != nil && len(q) > 0 {
-		j.opt.onApply(len(q))
-	}
-	return true
-}
-
-// applied settles an apply of q that ended with err: on success q leaves
-// the index, and it returns the segment below which nothing is left to
-// apply; on failure q is queued again, ahead of what came meanwhile.
-func (j *journal) applied(q []*journalRec, err error) (drop uint64, ok bool) {
-	j.wmu.Lock() // no group between its write and its index (see put)
-	defer j.wmu.Unlock()
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err != nil {
-		j.queue = append(q, j.queue...)
-		if !j.failing {
-			j.log.Warn("dedupe journal: records not applied to the store yet; lookups still find them, and they are kept until applied",
-				"records", len(j.queue), "err", err)
-		}
-		j.failing = true
-		return 0, false
-	}
-	if j.failing {
-		j.log.Info("dedupe journal: records applied to the store again")
-		j.failing = false
-	}
-	for _, r := range q {
-		j.bytes -= len(r.key) + len(r.val)
-		if j.pending[r.key] == r {
-			delete(j.pending, r.key)
-		}
-	}
-	if len(j.queue) > 0 {
-		return j.queue[0].seg, true
-	}
-	if j.wal.Stats().Bytes >= rollAt {
+	if roll {
 		if err := j.wal.Roll(); err != nil {
 			j.log.Warn("dedupe journal: roll", "err", err)
 		}
 	}
-	return j.wal.Active(), true
-}
-
-// waiting is how many records wait for Badger.
-func (j *journal) waiting() int {
+	j.wmu.Unlock()
+	// Segments below the active one take no more records: what segs says
+	// of them is final.
+	active = j.wal.Active()
+	var gone []uint64
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	return len(j.pending)
-}
-
-// dropBefore deletes the segments below id.
-func (j *journal) dropBefore(id uint64) {
-	if err := j.wal.DropBefore(id); err != nil {
-		j.log.Warn("dedupe journal: delete applied segments", "err", err)
+	for _, s := range j.segs {
+		if s.id >= active || s.forever || s.expires > uint64(now.Unix()) {
+			break
+		}
+		gone = append(gone, s.id)
+	}
+	j.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	for _, id := range gone {
+		if err := j.unindex(id); err != nil {
+			// Left for the next round; a lookup meanwhile reads the record
+			// and finds it expired.
+			j.log.Warn("dedupe journal: read an expired segment", "segment", id, "err", err)
+			return
+		}
+		j.mu.Lock()
+		j.segs = j.segs[1:]
+		j.mu.Unlock()
+		if err := j.wal.DropBefore(id + 1); err != nil {
+			j.log.Warn("dedupe journal: delete expired segments", "err", err)
+		}
+	}
+	if j.opt.onDrop != nil {
+		j.opt.onDrop(len(gone))
 	}
 }
 
-// setRecords sets q's records in db, in one transaction when it holds
-// them; those expired by now are left out.
-func setRecords(db *badger.DB, q []*journalRec) error {
-	now := uint64(time.Now().Unix())
-	txn := db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	for _, r := range q {
-		if r.expires != 0 && r.expires <= now {
-			continue
-		}
-		e := badger.NewEntry([]byte(r.key), r.val)
-		e.ExpiresAt = r.expires
-		err := txn.SetEntry(e)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			// More than one transaction holds: commit what it has.
-			if err = txn.Commit(); err != nil {
-				return err
+// unindex removes from the index the entries that point into segment id,
+// reading the segment back for their keys.
+func (j *journal) unindex(id uint64) error {
+	type entry struct {
+		h   uint64
+		pos uint64
+		key string // only when over holds keys
+	}
+	batch := make([]entry, 0, dropChunk)
+	flush := func() {
+		j.mu.Lock()
+		for _, e := range batch {
+			if j.idx[e.h] == e.pos {
+				delete(j.idx, e.h)
 			}
-			txn = db.NewTransaction(true)
-			err = txn.SetEntry(e)
+			if e.key != "" && j.over[e.key] == e.pos {
+				delete(j.over, e.key)
+			}
 		}
-		if err != nil {
-			return err
-		}
+		j.mu.Unlock()
+		batch = batch[:0]
 	}
-	return txn.Commit()
+	j.mu.Lock()
+	withOver := len(j.over) > 0
+	j.mu.Unlock()
+	err := j.wal.Scan(id, func(off int64, body []byte) error {
+		key, _, _, err := splitJournalRecord(body)
+		if err != nil {
+			return nil
+		}
+		e := entry{h: j.sum(key), pos: position(id, off)}
+		if withOver {
+			e.key = string(key)
+		}
+		if batch = append(batch, e); len(batch) == dropChunk {
+			flush()
+		}
+		return nil
+	})
+	flush()
+	return err
 }
 
-// close applies what is left and closes the log: with everything applied
-// its segments are deleted, else they are replayed at the next open.
+// close stops the background work and closes the log; its segments stay
+// for the next open.
 func (j *journal) close() error {
 	if j.started {
 		close(j.stop)
 		<-j.stopped
 	}
-	var err error
-	if j.apply() {
-		j.wmu.Lock()
-		j.mu.Lock()
-		if len(j.queue) == 0 {
-			if err = j.wal.Roll(); err == nil {
-				err = j.wal.DropBefore(j.wal.Active())
-			}
-		}
-		j.mu.Unlock()
-		j.wmu.Unlock()
-	}
-	return errors.Join(err, j.wal.Close())
+	return j.wal.Close()
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,25 +59,41 @@ func journalFiles(t *testing.T, dir string) []string {
 	return names
 }
 
-// openApplyingNever opens a store whose journal is applied only when the
-// test says so (apply) or at close.
-func openApplyingNever(t *testing.T, dir string) *Store {
+// fakeClock is a clock a test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// openSmall opens a store with 4 KiB journal segments and no background
+// upkeep (the test calls maintain), on clock c when it is not nil.
+func openSmall(t *testing.T, dir string, c *fakeClock, hash func([]byte) uint64) *Store {
 	t.Helper()
-	s, err := Open(dir, Options{journal: journalOptions{applyEvery: time.Hour, segmentSize: 4 << 10}})
+	o := journalOptions{segmentSize: 4 << 10, dropEvery: time.Hour, hash: hash}
+	if c != nil {
+		o.now = c.now
+	}
+	s, err := Open(dir, Options{journal: o})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-// TestJournalLookupsBeforeApply: a record is answered with its exact bytes
-// from the moment PutDedupes returns, while it is only in the journal;
-// applying moves it to Badger and deletes the segments it was in, and the
-// answers stay the same.
-func TestJournalLookupsBeforeApply(t *testing.T) {
+// TestJournalKeepsDedupesOutOfBadger: a record is answered with its exact
+// bytes from the moment PutDedupes returns, from the journal alone: Badger
+// never holds it, and after a clean close and a reopen the journal still
+// answers every record.
+func TestJournalKeepsDedupesOutOfBadger(t *testing.T) {
 	dir := t.TempDir()
-	s := openApplyingNever(t, dir)
-	defer s.Close()
+	s := openSmall(t, dir, nil, nil)
 	var all []DedupeEntry
 	for g := 0; g < 10; g++ { // 10 groups over several 4 KiB segments
 		group := dedupeGroup("cam", g*10, 10)
@@ -86,67 +103,34 @@ func TestJournalLookupsBeforeApply(t *testing.T) {
 		all = append(all, group...)
 	}
 	checkDedupes(t, s, all)
-	if inBadger(t, s, "cam", "0") || inBadger(t, s, "cam", "99") {
-		t.Fatal("records in Badger before the journal was applied")
-	}
 	if n := len(journalFiles(t, dir)); n < 3 {
 		t.Fatalf("%d journal segments for ~25 KB at 4 KiB each", n)
 	}
 	if _, err := s.GetDedupe("cam", "100"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unrecorded id: %v", err)
 	}
-	if n := s.DedupeWaiting(); n != 100 {
-		t.Fatalf("DedupeWaiting before apply: %d, want 100", n)
+	if n := s.DedupeRecords(); n != 100 {
+		t.Fatalf("DedupeRecords: %d, want 100", n)
 	}
-	if !s.jnl.apply() {
-		t.Fatal("apply failed")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
+	s = openSmall(t, dir, nil, nil)
+	defer s.Close()
 	for _, e := range all {
-		if !inBadger(t, s, e.Tenant, e.ID) {
-			t.Fatalf("%s not in Badger after apply", e.ID)
+		if inBadger(t, s, e.Tenant, e.ID) {
+			t.Fatalf("%s is in Badger", e.ID)
 		}
 	}
 	checkDedupes(t, s, all)
-	if s.DedupeWaiting() != 0 || len(s.jnl.pending) != 0 || s.jnl.bytes != 0 {
-		t.Fatalf("after apply the journal still indexes %d records (%d bytes)", len(s.jnl.pending), s.jnl.bytes)
-	}
-	if n := len(journalFiles(t, dir)); n > 1 {
-		t.Fatalf("%d journal segments left after everything was applied", n)
+	if n := s.DedupeRecords(); n != 100 {
+		t.Fatalf("DedupeRecords after reopen: %d, want 100", n)
 	}
 }
 
-// TestJournalAppliesInBackground: with the store's own settings, records
-// reach Badger without being asked, and the journal's segments go.
-func TestJournalAppliesInBackground(t *testing.T) {
-	dir := t.TempDir()
-	applied := make(chan int, 100)
-	s, err := Open(dir, Options{journal: journalOptions{applyEvery: time.Millisecond,
-		onApply: func(n int) { applied <- n }}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	group := dedupeGroup("cam", 0, 50)
-	if err := s.PutDedupes(group, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	checkDedupes(t, s, group)
-	for n := 0; n < len(group); n += <-applied {
-	}
-	for _, e := range group {
-		if !inBadger(t, s, e.Tenant, e.ID) {
-			t.Fatalf("%s not in Badger after the background apply", e.ID)
-		}
-	}
-	checkDedupes(t, s, group)
-	if n := len(journalFiles(t, dir)); n > 1 {
-		t.Fatalf("%d journal segments left", n)
-	}
-}
-
-// TestJournalSurvivesKill: records PutDedupes accepted are all there after
-// the process that wrote them was killed with SIGKILL before the journal
-// was applied: the next open replays them into Badger.
+// TestJournalSurvivesKill: records PutDedupes accepted are all answered
+// after the process that wrote them was killed with SIGKILL: the next open
+// rebuilds the index from the journal.
 func TestJournalSurvivesKill(t *testing.T) {
 	if dir := os.Getenv("DELEN_JOURNAL_CHILD"); dir != "" {
 		journalChild(dir)
@@ -187,22 +171,13 @@ func TestJournalSurvivesKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	all := dedupeGroup("cam", 0, 300)
-	for _, e := range all {
-		if !inBadger(t, s, e.Tenant, e.ID) {
-			t.Fatalf("%s not replayed into Badger at open", e.ID)
-		}
-	}
-	checkDedupes(t, s, all)
-	if n := len(journalFiles(t, dir)); n > 1 {
-		t.Fatalf("%d journal segments left after the replay", n)
-	}
+	checkDedupes(t, s, dedupeGroup("cam", 0, 300))
 }
 
-// journalChild writes 300 records in 3 groups to a store that never
-// applies them, says so and waits to be killed.
+// journalChild writes 300 records in 3 groups, says so and waits to be
+// killed.
 func journalChild(dir string) {
-	s, err := Open(dir, Options{journal: journalOptions{applyEvery: time.Hour}})
+	s, err := Open(dir, Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -221,7 +196,7 @@ func journalChild(dir string) {
 // next open, the groups before it are replayed, and the store goes on.
 func TestJournalTornTail(t *testing.T) {
 	dir := t.TempDir()
-	s := openApplyingNever(t, dir)
+	s := openSmall(t, dir, nil, nil)
 	first, torn := dedupeGroup("cam", 0, 5), dedupeGroup("cam", 5, 5)
 	for _, g := range [][]DedupeEntry{first, torn} {
 		if err := s.PutDedupes(g, time.Hour); err != nil {
@@ -238,7 +213,7 @@ func TestJournalTornTail(t *testing.T) {
 	if err := os.Truncate(last, fi.Size()-10); err != nil { // the last record loses its end
 		t.Fatal(err)
 	}
-	s = openApplyingNever(t, dir)
+	s = openSmall(t, dir, nil, nil)
 	defer s.Close()
 	checkDedupes(t, s, first)
 	checkDedupes(t, s, torn[:4])
@@ -252,7 +227,7 @@ func TestJournalTornTail(t *testing.T) {
 	checkDedupes(t, s, next)
 }
 
-// crash leaves s as a kill -9 would: nothing applied, nothing cleaned up.
+// crash leaves s as a kill -9 would: nothing cleaned up.
 func crash(s *Store) {
 	s.closeOnce.Do(func() { close(s.stopGC) })
 	<-s.gcDone
@@ -265,42 +240,106 @@ func crash(s *Store) {
 	s.db.Close()
 }
 
-// TestJournalExpiry: a record past its TTL is not answered from the
-// journal, nor replayed into Badger; a clean close applies the rest and
-// leaves no journal file.
+// TestJournalExpiry: a record past its TTL is not answered, even before
+// its segment goes; a segment is deleted (and its records leave the index)
+// once all its records have expired, not before; an active segment older
+// than rollEvery is closed so that it can go too; what is left is all
+// that a reopen finds.
 func TestJournalExpiry(t *testing.T) {
 	dir := t.TempDir()
-	s := openApplyingNever(t, dir)
-	past := uint64(time.Now().Add(-time.Second).Unix())
-	old := &journalRec{key: string(DedupeKey("cam", "old")), val: (&Dedupe{Topic: "t", Payload: []byte("x")}).marshal(), expires: past}
-	if err := s.jnl.put([]*journalRec{old}); err != nil {
+	c := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := openSmall(t, dir, c, nil)
+	early := dedupeGroup("cam", 0, 40) // ~10 KB: several segments
+	if err := s.PutDedupes(early, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	live := dedupeGroup("cam", 0, 3)
-	if err := s.PutDedupes(live, time.Hour); err != nil {
+	c.add(30 * time.Second)
+	late := dedupeGroup("cam", 40, 5)
+	if err := s.PutDedupes(late, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetDedupe("cam", "old"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("expired record in the journal: %v, want ErrNotFound", err)
+	before := len(journalFiles(t, dir))
+	s.jnl.maintain()
+	if n := len(journalFiles(t, dir)); n != before {
+		t.Fatalf("%d segments before any record expired, %d after maintain", before, n)
+	}
+	c.add(31 * time.Second) // early expired, late not
+	for _, e := range early {
+		if _, err := s.GetDedupe(e.Tenant, e.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("expired %s: %v, want ErrNotFound", e.ID, err)
+		}
+	}
+	s.jnl.maintain()
+	if n := len(journalFiles(t, dir)); n >= before {
+		t.Fatalf("%d segments before, %d after their records expired", before, n)
+	}
+	checkDedupes(t, s, late)
+	if n := s.DedupeRecords(); n < len(late) || n >= len(early) {
+		t.Fatalf("DedupeRecords after the early records went: %d (late %d)", n, len(late))
+	}
+	c.add(31 * time.Second) // late expired; its segment is the active one, a minute old
+	s.jnl.maintain()
+	if n := s.DedupeRecords(); n != 0 {
+		t.Fatalf("DedupeRecords with everything expired: %d", n)
+	}
+	if f := journalFiles(t, dir); len(f) > 1 {
+		t.Fatalf("with everything expired the journal keeps %v", f)
+	}
+	fresh := dedupeGroup("cam", 100, 3)
+	if err := s.PutDedupes(fresh, time.Minute); err != nil {
+		t.Fatal(err)
 	}
 	crash(s)
-	s = openApplyingNever(t, dir)
-	if inBadger(t, s, "cam", "old") {
-		t.Fatal("expired record replayed into Badger")
-	}
-	checkDedupes(t, s, live)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if f := journalFiles(t, dir); len(f) != 0 {
-		t.Fatalf("a clean close left %v", f)
-	}
-	s, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openSmall(t, dir, c, nil)
 	defer s.Close()
-	checkDedupes(t, s, live)
+	checkDedupes(t, s, fresh)
+	if n := s.DedupeRecords(); n != len(fresh) {
+		t.Fatalf("DedupeRecords after reopen: %d, want %d", n, len(fresh))
+	}
+}
+
+// TestJournalHashCollisions: with every key hashed alike, each is still
+// answered with its own bytes (the stored key tells them apart), written
+// again it answers its newest bytes, before and after a reopen; once
+// expired, nothing of them stays in the index.
+func TestJournalHashCollisions(t *testing.T) {
+	dir := t.TempDir()
+	c := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	same := func([]byte) uint64 { return 42 }
+	s := openSmall(t, dir, c, same)
+	var all []DedupeEntry
+	for g := 0; g < 5; g++ {
+		group := dedupeGroup("cam", g*8, 8)
+		if err := s.PutDedupes(group, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, group...)
+	}
+	again := dedupeGroup("cam", 3, 1)
+	again[0].Dedupe.Payload = []byte("newer bytes")
+	if err := s.PutDedupes(again, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	all[3] = again[0]
+	checkDedupes(t, s, all)
+	if _, err := s.GetDedupe("cam", "999"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unrecorded id with a colliding hash: %v", err)
+	}
+	if n := s.DedupeRecords(); n != len(all) {
+		t.Fatalf("DedupeRecords: %d, want %d", n, len(all))
+	}
+	crash(s)
+	s = openSmall(t, dir, c, same)
+	defer s.Close()
+	checkDedupes(t, s, all)
+	if n := s.DedupeRecords(); n != len(all) {
+		t.Fatalf("DedupeRecords after reopen: %d, want %d", n, len(all))
+	}
+	c.add(2 * time.Minute)
+	s.jnl.maintain()
+	if n := s.DedupeRecords(); n != 0 {
+		t.Fatalf("DedupeRecords with everything expired: %d", n)
+	}
 }
 
 // FuzzDecodeJournalRecord: any record body decodes or fails without a
@@ -325,55 +364,64 @@ func FuzzDecodeJournalRecord(f *testing.F) {
 	})
 }
 
-// TestJournalLookupsDuringApply: while groups are written and applied
-// concurrently (an apply every millisecond, 4 KiB segments rolled and
-// deleted all the time), every record is found with its exact bytes from
-// the moment its PutDedupes returned: in the index, during its Badger
-// commit, and after.
-func TestJournalLookupsDuringApply(t *testing.T) {
+// TestJournalLookupsDuringDrops: while groups are written and expired
+// segments are deleted concurrently (4 KiB segments rolled and deleted all
+// the time, the clock moving 10 s every 10 groups, records kept 20 s),
+// every record is found with its exact bytes from the moment its
+// PutDedupes returned until it expires.
+func TestJournalLookupsDuringDrops(t *testing.T) {
 	dir := t.TempDir()
-	applied := make(chan int, 1<<12)
-	s, err := Open(dir, Options{journal: journalOptions{applyEvery: time.Millisecond, segmentSize: 4 << 10,
-		onApply: func(n int) {
-			select {
-			case applied <- n:
-			default:
-			}
-		}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := openSmall(t, dir, c, nil)
 	defer s.Close()
-	const groups, size = 300, 7
-	done := make(chan []DedupeEntry, groups)
-	errs := make(chan error, 2)
+	const groups, size, keep = 300, 7, 20 * time.Second
+	type written struct {
+		es      []DedupeEntry
+		expires time.Time
+	}
+	done := make(chan written, groups)
+	errs := make(chan error, 1)
 	go func() {
+		defer close(done)
 		for g := 0; g < groups; g++ {
-			if g == groups/2 {
-				<-applied // the second half is written while records are applied
-			}
 			group := dedupeGroup("cam", g*size, size)
-			if err := s.PutDedupes(group, time.Hour); err != nil {
+			at := c.now()
+			if err := s.PutDedupes(group, keep); err != nil {
 				errs <- err
 				return
 			}
-			done <- group
+			done <- written{group, at.Add(keep).Truncate(time.Second)}
+			if g%10 == 9 {
+				c.add(10 * time.Second)
+				s.jnl.maintain()
+			}
 		}
-		close(done)
 	}()
-	var all []DedupeEntry
-	for group := range done {
-		all = append(all, group...)
-		checkDedupes(t, s, group)
-		checkDedupes(t, s, all[len(all)*7/10:][:1]) // an older one, maybe applied meanwhile
+	var recent []written
+	for w := range done {
+		if recent = append(recent, w); len(recent) > 15 {
+			recent = recent[1:]
+		}
+		for _, r := range recent {
+			for _, e := range r.es {
+				d, err := s.GetDedupe(e.Tenant, e.ID)
+				if errors.Is(err, ErrNotFound) && c.now().Before(r.expires) {
+					t.Fatalf("%s not found before it expired", e.ID)
+				}
+				if err == nil && !bytes.Equal(d.Payload, e.Dedupe.Payload) {
+					t.Fatalf("%s: wrong bytes", e.ID)
+				} else if err != nil && !errors.Is(err, ErrNotFound) {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 	select {
 	case err := <-errs:
 		t.Fatal(err)
 	default:
 	}
-	if len(all) != groups*size {
-		t.Fatalf("%d records written, want %d", len(all), groups*size)
+	if n := len(journalFiles(t, dir)); n > 20 {
+		t.Fatalf("%d journal segments left: expired ones are not deleted", n)
 	}
-	checkDedupes(t, s, all)
 }

@@ -71,10 +71,10 @@ type DedupeEntry struct {
 }
 
 // PutDedupes records the results of many requests at once, each kept for
-// ttl: with one write to the store's dedupe journal (journal.go), applied
-// to Badger in the background (an in-memory store sets them in one Badger
-// transaction). When it returns nil, every record is found by GetDedupe
-// and survives a crash of the process.
+// ttl, with one write to the store's dedupe journal (journal.go); an
+// in-memory store sets them in one Badger transaction. When it returns
+// nil, every record is found by GetDedupe and survives a crash of the
+// process.
 func (s *Store) PutDedupes(es []DedupeEntry, ttl time.Duration) error {
 	if len(es) == 0 {
 		return nil
@@ -84,7 +84,7 @@ func (s *Store) PutDedupes(es []DedupeEntry, ttl time.Duration) error {
 	}
 	var expires uint64
 	if ttl > 0 {
-		expires = uint64(time.Now().Add(ttl).Unix())
+		expires = uint64(s.now().Add(ttl).Unix())
 	}
 	recs := make([]*journalRec, len(es))
 	for i := range es {
@@ -95,6 +95,30 @@ func (s *Store) PutDedupes(es []DedupeEntry, ttl time.Duration) error {
 		return setRecords(s.db, recs)
 	}
 	return s.jnl.put(recs)
+}
+
+// setRecords sets q's records in db, in one transaction when it holds
+// them (an in-memory store's dedupe records).
+func setRecords(db *badger.DB, q []*journalRec) error {
+	txn := db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	for _, r := range q {
+		e := badger.NewEntry([]byte(r.key), r.val)
+		e.ExpiresAt = r.expires
+		err := txn.SetEntry(e)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			// More than one transaction holds: commit what it has.
+			if err = txn.Commit(); err != nil {
+				return err
+			}
+			txn = db.NewTransaction(true)
+			err = txn.SetEntry(e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return txn.Commit()
 }
 
 // dedupeBinary marks the binary encoding of a Dedupe; older records are
@@ -135,13 +159,20 @@ func unmarshalDedupe(v []byte, d *Dedupe) error {
 func (s *Store) GetDedupe(tenant, id string) (*Dedupe, error) {
 	var d Dedupe
 	key := DedupeKey(tenant, id)
-	// The journal first: a record leaves it only once it is in Badger.
+	now := uint64(s.now().Unix())
 	if s.jnl != nil {
-		if v, ok := s.jnl.get(key, uint64(time.Now().Unix())); ok {
+		v, ok, err := s.jnl.get(key, now)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			if err := unmarshalDedupe(v, &d); err != nil {
 				return nil, err
 			}
 			return &d, nil
+		}
+		if s.oldDedupes.Load() <= now {
+			return nil, ErrNotFound // Badger holds none that has not expired
 		}
 	}
 	err := s.db.View(func(txn *badger.Txn) error {

@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/delen-edge/delen/models/profile"
@@ -56,8 +58,13 @@ type Store struct {
 	db  *badger.DB
 	log *slog.Logger
 	dir string // "" for an in-memory store
-	// jnl takes the dedupe records first (nil for an in-memory store).
+	// jnl holds the dedupe records (nil for an in-memory store, which
+	// keeps them in Badger).
 	jnl *journal
+	// oldDedupes: until this time (Unix seconds; 0 none, MaxUint64 no
+	// end) Badger holds dedupe records an older version wrote, and
+	// lookups that miss the journal look there too.
+	oldDedupes atomic.Uint64
 	// The free-space check is cached for spaceCheckEvery: statfs on every
 	// write would cost a system call per request.
 	spaceMu  sync.Mutex
@@ -111,8 +118,13 @@ func Open(dir string, opt Options) (*Store, error) {
 		close(st.wbDone)
 	} else {
 		st.dir = dir
-		// Replayed into Badger before the store is handed out.
-		if st.jnl, err = openJournal(dir, db, log, st.roomToWrite, opt.journal); err != nil {
+		// Its index is rebuilt before the store is handed out.
+		if st.jnl, err = openJournal(dir, log, opt.journal); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+		if err := st.findOldDedupes(); err != nil {
+			st.jnl.close()
 			db.Close()
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
@@ -127,9 +139,12 @@ func Open(dir string, opt Options) (*Store, error) {
 // value log rather than in the LSM tree.
 const valueThreshold = 128
 
-// gcEvery is how often the value log is garbage-collected: expired dedupe
-// records and history are only reclaimed from it by a rewrite.
-const gcEvery = time.Minute
+// gcEvery is how often the value log is garbage-collected: trimmed and
+// expired history is only reclaimed from it by a rewrite, and every byte
+// of a value-log file stays in the process's resident memory (the file is
+// memory-mapped) until the file goes. A round that finds no file half
+// garbage costs a look at Badger's discard statistics.
+const gcEvery = 10 * time.Second
 
 // collectValueLog rewrites value-log files that are at least half garbage,
 // every gcEvery, until Close.
@@ -179,8 +194,35 @@ func (s *Store) roomToWrite() error {
 	return s.spaceErr
 }
 
-// Close stops the value-log collection, applies the dedupe journal,
-// flushes and closes the database.
+// findOldDedupes looks (keys only) for dedupe records that an older
+// version kept in Badger, and sets how long lookups look there for them.
+func (s *Store) findOldDedupes() error {
+	var until uint64
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("dedupe/")})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+			if e := it.Item().ExpiresAt(); e == 0 {
+				until = math.MaxUint64
+			} else {
+				until = max(until, e)
+			}
+		}
+		return nil
+	})
+	if n > 0 {
+		s.log.Info("store: dedupe records of an older version found in Badger; looked up until they expire",
+			"records", n, "until", time.Unix(int64(min(until, math.MaxInt32)), 0).UTC())
+	}
+	s.oldDedupes.Store(until)
+	return err
+}
+
+// Close stops the value-log collection and the dedupe journal's upkeep,
+// flushes and closes the database. The journal's segments stay: the
+// dedupe records outlive a restart.
 func (s *Store) Close() error {
 	first := false
 	s.closeOnce.Do(func() { close(s.stopGC); first = true })
@@ -203,14 +245,22 @@ func (s *Store) Size() int64 {
 	return lsm + vlog
 }
 
-// DedupeWaiting is how many dedupe records are in the journal and not yet
-// in Badger (0 for an in-memory store): a few hundred under load, growing
-// while Badger refuses them.
-func (s *Store) DedupeWaiting() int {
+// DedupeRecords is how many dedupe records the journal's index holds
+// (those expired included until their segment is deleted, within about
+// a minute); 0 for an in-memory store, whose records are in Badger.
+func (s *Store) DedupeRecords() int {
 	if s.jnl == nil {
 		return 0
 	}
-	return s.jnl.waiting()
+	return s.jnl.records()
+}
+
+// now is the clock dedupe records expire by: the journal's (tests set it).
+func (s *Store) now() time.Time {
+	if s.jnl != nil {
+		return s.jnl.opt.now()
+	}
+	return time.Now()
 }
 
 // DB exposes the Badger handle for maintenance tools.

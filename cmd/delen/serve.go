@@ -43,6 +43,7 @@ type serveFlags struct {
 	queueLimit int
 	maxTenants int
 	histMax    int
+	dedupeTTL  time.Duration
 	maxPayload int
 	maxPixels  int
 	infeasible string
@@ -99,6 +100,7 @@ files. A flag on the command line beats its variable, which beats the file.`,
 	fs.IntVar(&f.queueLimit, "queue-limit", 0, "requests per tenant admitted and not yet answered before the next is answered overloaded (0: no cap; requests wait at the broker; a tenant's control may lower it, not raise it)")
 	fs.Float64Var(&f.maxWeight, "max-weight", 10, "highest scheduling weight a tenant's control may set (a tenant's weight in tenant-defaults is its own ceiling)")
 	fs.IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted once a minute; -1: keep all for 7 days)")
+	fs.DurationVar(&f.dedupeTTL, "dedupe-ttl", 10*time.Minute, "how long a served request's result is kept to answer a redelivery or retransmission of its id with the same bytes (docs/reliability.md)")
 	fs.IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered overloaded")
 	fs.IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes; larger ones are answered too_large")
 	fs.IntVar(&f.maxPixels, "max-pixels", imagein.DefaultMaxPixels, "largest encoded image (JPEG, PNG) input in pixels, checked in its header before decoding; larger ones are answered too_large")
@@ -242,7 +244,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		AgentID: f.agentID, BrokerURL: brokerURL, BrokerDial: brokerDial, ShareGroup: f.shareGroup,
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
-		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxWeight: f.maxWeight, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax,
+		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxWeight: f.maxWeight, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax, DedupeTTL: f.dedupeTTL,
 		MaxPayload: f.maxPayload, Infeasible: f.infeasible, SentAtFuture: f.sentAtFuture, SentAtMaxAge: f.sentAtMaxAge, Logger: log,
 		MaxPixels: f.maxPixels,
 	})

@@ -116,11 +116,12 @@ type segment struct {
 
 // Open opens (creating) the log in dir, hands every record of its
 // segments to replay, oldest first, with the id of the segment holding it
-// (the body is only valid during the call), and starts a new segment for
+// and its offset there (the body is only valid during the call; the
+// position is what ReadAt takes), and starts a new segment for
 // what is written from now on. A damaged record ends its segment there:
 // the file is truncated to the records before it, with a warning. An
 // error from replay stops the open and is returned.
-func Open(dir string, opt Options, replay func(seg uint64, body []byte) error) (*Log, error) {
+func Open(dir string, opt Options, replay func(seg uint64, off int64, body []byte) error) (*Log, error) {
 	if opt.SegmentSize <= 0 {
 		opt.SegmentSize = DefaultSegmentSize
 	}
@@ -158,7 +159,7 @@ func Open(dir string, opt Options, replay func(seg uint64, body []byte) error) (
 }
 
 // replay reads segment name's records; a damaged one ends the segment.
-func (l *Log) replay(name string, id uint64, fn func(uint64, []byte) error) (*segment, error) {
+func (l *Log) replay(name string, id uint64, fn func(uint64, int64, []byte) error) (*segment, error) {
 	f, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", name, err)
@@ -186,7 +187,7 @@ func (l *Log) replay(name string, id uint64, fn func(uint64, []byte) error) (*se
 			break
 		}
 		if fn != nil {
-			if err := fn(id, body); err != nil {
+			if err := fn(id, seg.size, body); err != nil {
 				f.Close()
 				return nil, fmt.Errorf("wal: %s at %d: %w", name, seg.size, err)
 			}
@@ -211,19 +212,20 @@ func (l *Log) roll(id uint64) error {
 // Write appends recs, one or more records built by AppendRecord, with one
 // write(2) to the active segment (first starting a new one when recs would
 // take it past the segment size), and returns the id of the segment that
-// holds them. On an error nothing of recs is kept.
-func (l *Log) Write(recs []byte) (uint64, error) {
+// holds them and the offset of recs' first byte there. On an error nothing
+// of recs is kept.
+func (l *Log) Write(recs []byte) (seg uint64, off int64, err error) {
 	if len(recs) == 0 {
-		return 0, errors.New("wal: nothing to write")
+		return 0, 0, errors.New("wal: nothing to write")
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.segs) == 0 {
-		return 0, errors.New("wal: closed")
+		return 0, 0, errors.New("wal: closed")
 	}
 	if a := l.active(); a.size > 0 && a.size+int64(len(recs)) > l.segSize {
 		if err := l.roll(a.id + 1); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	a := l.active()
@@ -232,10 +234,88 @@ func (l *Log) Write(recs []byte) (uint64, error) {
 		// next open drops anyway; cut it now so later writes follow whole
 		// records.
 		_ = a.f.Truncate(a.size)
-		return 0, fmt.Errorf("wal: append to %s: %w", a.f.Name(), err)
+		return 0, 0, fmt.Errorf("wal: append to %s: %w", a.f.Name(), err)
 	}
+	off = a.size
 	a.size += int64(len(recs))
-	return a.id, nil
+	return a.id, off, nil
+}
+
+// ErrNoSegment is ReadAt's and Scan's error for a segment that is not (or
+// no longer) in the log.
+var ErrNoSegment = errors.New("wal: no such segment")
+
+// file is segment id's file and size, for a read outside l.mu: a read of
+// a segment dropped meanwhile fails (the file is closed), it never reads
+// another file.
+func (l *Log) file(id uint64) (*os.File, int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.segs {
+		if s.id == id {
+			return s.f, s.size, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("%w: %016x", ErrNoSegment, id)
+}
+
+// ReadAt reads the record at offset off of segment seg (a position Write
+// or Open's replay gave) into buf[:0] and returns its body: two pread(2)s,
+// no lock held while reading. A segment dropped before or during the read
+// gives an error wrapping ErrNoSegment.
+func (l *Log) ReadAt(seg uint64, off int64, buf []byte) ([]byte, error) {
+	f, size, err := l.file(seg)
+	if err != nil {
+		return buf[:0], err
+	}
+	var h [Header]byte
+	if off < 0 || off > size-Header {
+		return buf[:0], fmt.Errorf("%w: offset %d in %d bytes", ErrDamaged, off, size)
+	}
+	if _, err := f.ReadAt(h[:], off); err != nil {
+		return buf[:0], l.readErr(seg, err)
+	}
+	n := binary.LittleEndian.Uint32(h[0:4])
+	if n == 0 || n > MaxBody || int64(n) > size-off-Header {
+		return buf[:0], fmt.Errorf("%w: length %d at %d in %d bytes", ErrDamaged, n, off, size)
+	}
+	buf = slices.Grow(buf[:0], int(n))[:n]
+	if _, err := f.ReadAt(buf, off+Header); err != nil {
+		return buf[:0], l.readErr(seg, err)
+	}
+	if crc32.Checksum(buf, crcTable) != binary.LittleEndian.Uint32(h[4:8]) {
+		return buf[:0], fmt.Errorf("%w: checksum at %d", ErrDamaged, off)
+	}
+	return buf, nil
+}
+
+// readErr is a read's error; a file closed meanwhile was dropped.
+func (l *Log) readErr(seg uint64, err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("%w: %016x dropped", ErrNoSegment, seg)
+	}
+	return fmt.Errorf("wal: read %016x: %w", seg, err)
+}
+
+// Scan hands each record of segment seg, in order, to fn with its offset
+// (the body is only valid during the call). It reads what was written
+// before it was called.
+func (l *Log) Scan(seg uint64, fn func(off int64, body []byte) error) error {
+	f, size, err := l.file(seg)
+	if err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<16)
+	var body []byte
+	for off := int64(0); off < size; off += Header + int64(len(body)) {
+		if body, err = ReadRecord(r, body, size-off); err != nil {
+			return fmt.Errorf("wal: scan %016x at %d: %w", seg, off, err)
+		}
+		if err := fn(off, body); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // active is the segment written to. l.mu is held.

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +14,7 @@ import (
 func collect(t testing.TB, dir string, opt Options) (*Log, [][]byte) {
 	t.Helper()
 	var got [][]byte
-	l, err := Open(dir, opt, func(_ uint64, body []byte) error {
+	l, err := Open(dir, opt, func(_ uint64, _ int64, body []byte) error {
 		got = append(got, slices.Clone(body))
 		return nil
 	})
@@ -34,7 +35,9 @@ func files(t *testing.T, dir string) []string {
 
 // TestReplayInOrderAcrossSegments: records written in groups, across
 // segment rolls, come back whole and in order after the log is reopened
-// without a clean close (as after a kill -9), each with its segment.
+// without a clean close (as after a kill -9), each with its segment and
+// offset; ReadAt reads each back at the position Write and the replay
+// gave, and Scan hands back a segment's records.
 func TestReplayInOrderAcrossSegments(t *testing.T) {
 	dir := t.TempDir()
 	l, got := collect(t, dir, Options{SegmentSize: 1000})
@@ -43,19 +46,26 @@ func TestReplayInOrderAcrossSegments(t *testing.T) {
 	}
 	var want [][]byte
 	segOf := map[string]uint64{}
+	offOf := map[string]int64{}
 	for g := 0; g < 20; g++ {
 		var buf []byte
+		var offs []int64
 		for i := 0; i < 3; i++ {
 			body := bytes.Repeat([]byte{byte(g*3 + i)}, 40+g)
 			want = append(want, body)
+			offs = append(offs, int64(len(buf)))
 			buf = AppendRecord(buf, body)
 		}
-		seg, err := l.Write(buf)
+		seg, off, err := l.Write(buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, b := range want[len(want)-3:] {
-			segOf[string(b)] = seg
+		for i, b := range want[len(want)-3:] {
+			segOf[string(b)], offOf[string(b)] = seg, off+offs[i]
+			got, err := l.ReadAt(seg, off+offs[i], nil)
+			if err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("ReadAt after Write: %x, %v; want %x", got, err, b)
+			}
 		}
 	}
 	st := l.Stats()
@@ -70,9 +80,11 @@ func TestReplayInOrderAcrossSegments(t *testing.T) {
 	// No Close: the files are what a killed process leaves.
 	var order [][]byte
 	var segs []uint64
-	l2, err := Open(dir, Options{SegmentSize: 1000}, func(seg uint64, body []byte) error {
+	var offs []int64
+	l2, err := Open(dir, Options{SegmentSize: 1000}, func(seg uint64, off int64, body []byte) error {
 		order = append(order, slices.Clone(body))
 		segs = append(segs, seg)
+		offs = append(offs, off)
 		return nil
 	})
 	if err != nil {
@@ -86,9 +98,31 @@ func TestReplayInOrderAcrossSegments(t *testing.T) {
 		if !bytes.Equal(order[i], want[i]) {
 			t.Fatalf("record %d: %x, want %x", i, order[i], want[i])
 		}
-		if segs[i] != segOf[string(want[i])] {
-			t.Fatalf("record %d replayed from segment %d, written to %d", i, segs[i], segOf[string(want[i])])
+		if segs[i] != segOf[string(want[i])] || offs[i] != offOf[string(want[i])] {
+			t.Fatalf("record %d replayed from segment %d at %d, written to %d at %d", i, segs[i], offs[i],
+				segOf[string(want[i])], offOf[string(want[i])])
 		}
+		if got, err := l2.ReadAt(segs[i], offs[i], nil); err != nil || !bytes.Equal(got, want[i]) {
+			t.Fatalf("ReadAt after reopen, record %d: %x, %v", i, got, err)
+		}
+	}
+	var scanned [][]byte
+	for _, id := range slices.Compact(slices.Clone(segs)) {
+		if err := l2.Scan(id, func(off int64, body []byte) error {
+			scanned = append(scanned, slices.Clone(body))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.EqualFunc(scanned, want, bytes.Equal) {
+		t.Fatalf("Scan of every segment gave %d records, not the %d written in order", len(scanned), len(want))
+	}
+	if err := l2.DropBefore(segs[len(segs)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l2.ReadAt(segs[0], offs[0], nil); !errors.Is(err, ErrNoSegment) {
+		t.Fatalf("ReadAt in a dropped segment: %v, want ErrNoSegment", err)
 	}
 	if a := l2.Active(); a <= segs[len(segs)-1] {
 		t.Fatalf("reopened log writes to segment %d, not after the replayed %d", a, segs[len(segs)-1])
@@ -119,7 +153,7 @@ func TestTornTailDropped(t *testing.T) {
 			for i := 0; i < 4; i++ {
 				buf = AppendRecord(buf, bytes.Repeat([]byte{byte('a' + i)}, 100))
 			}
-			if _, err := l.Write(buf); err != nil {
+			if _, _, err := l.Write(buf); err != nil {
 				t.Fatal(err)
 			}
 			name := l.active().f.Name()
@@ -151,7 +185,7 @@ func TestTornTailDropped(t *testing.T) {
 			if fi.Size() != int64(want*(Header+100)) {
 				t.Fatalf("damaged segment is %d bytes, want %d", fi.Size(), want*(Header+100))
 			}
-			if _, err := l.Write(AppendRecord(nil, []byte("after"))); err != nil {
+			if _, _, err := l.Write(AppendRecord(nil, []byte("after"))); err != nil {
 				t.Fatal(err)
 			}
 			l.Close()
@@ -169,7 +203,7 @@ func TestDropBeforeDeletesFiles(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := collect(t, dir, Options{SegmentSize: 100})
 	for i := 0; i < 5; i++ {
-		if _, err := l.Write(AppendRecord(nil, bytes.Repeat([]byte{1}, 80))); err != nil {
+		if _, _, err := l.Write(AppendRecord(nil, bytes.Repeat([]byte{1}, 80))); err != nil {
 			t.Fatal(err)
 		}
 	}
