@@ -163,7 +163,7 @@ func openJournal(dir string, log *slog.Logger, opt journalOptions) (*journal, er
 			return nil
 		}
 		replayed++
-		j.noteSegment(seg, expires, time.Unix(int64(expires), 0))
+		j.noteSegment(seg, expires, opt.now())
 		if expires != 0 && expires <= now {
 			return nil
 		}
@@ -446,10 +446,10 @@ func (j *journal) maintain() {
 	}
 	for _, id := range gone {
 		if err := j.unindex(id); err != nil {
-			// Left for the next round; a lookup meanwhile reads the record
-			// and finds it expired.
-			j.log.Warn("dedupe journal: read an expired segment", "segment", id, "err", err)
-			return
+			// Deleted all the same: an entry left pointing into it finds no
+			// segment (a miss, as its record had expired), and a new record
+			// with its hash takes its place.
+			j.log.Warn("dedupe journal: read an expired segment before deleting it", "segment", id, "err", err)
 		}
 		j.mu.Lock()
 		j.segs = j.segs[1:]

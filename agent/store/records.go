@@ -74,7 +74,8 @@ type DedupeEntry struct {
 // ttl, with one write to the store's dedupe journal (journal.go); an
 // in-memory store sets them in one Badger transaction. When it returns
 // nil, every record is found by GetDedupe and survives a crash of the
-// process.
+// process. A ttl ≤ 0 keeps the records for good, and with them every
+// later segment of the journal (the agent always passes its DedupeTTL).
 func (s *Store) PutDedupes(es []DedupeEntry, ttl time.Duration) error {
 	if len(es) == 0 {
 		return nil
