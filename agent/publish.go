@@ -16,10 +16,11 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// record is the history entry of a served job.
-func (a *Agent) record(j *job, r *schema.Result) store.Record {
+// record is the history entry of a served job; payload is its result as
+// published, which the history writer stores as it is.
+func (a *Agent) record(j *job, r *schema.Result, payload []byte) store.Record {
 	sum := sha256.Sum256(j.req.Input.Data)
-	rec := store.Record{Tenant: j.tenant, ID: r.ID, At: j.arrival, Result: r,
+	rec := store.Record{Tenant: j.tenant, ID: r.ID, At: j.arrival, Result: r, ResultPayload: payload,
 		InputDigest: hex.EncodeToString(sum[:8]), Label: j.req.Label}
 	if j.req.Label != nil && r.Class != nil {
 		ok := *j.req.Label == *r.Class

@@ -281,7 +281,7 @@ func (a *Agent) answered(an *answer, err error) {
 			a.observe(j, j.result)
 			a.observeLabel(j, j.result)
 			if j.result.Status != schema.StatusError {
-				a.hist.add(a.record(j, j.result))
+				a.hist.add(a.record(j, j.result, an.payload))
 			}
 		}
 	} else if err == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -206,6 +207,10 @@ type Record struct {
 	// LiveAccuracy is the model's live measured accuracy (its window of
 	// labelled answers, agent/liveprofile.go) when this was served.
 	LiveAccuracy *float64 `json:"live_accuracy,omitempty"`
+	// ResultPayload, when set, is Result as it was published (msgpack or
+	// JSON, schema.EncodeResult): AppendHistory stores these bytes instead
+	// of encoding Result again. History leaves it nil.
+	ResultPayload []byte `json:"-"`
 }
 
 // HistoryKey is hist/<tenant>/<unix-µs, big-endian>/<id>.
@@ -228,7 +233,7 @@ func (s *Store) AppendHistory(recs []Record, ttl time.Duration) error {
 	defer wb.Cancel()
 	for i := range recs {
 		r := &recs[i]
-		b, err := json.Marshal(r)
+		b, err := r.marshal()
 		if err != nil {
 			return err
 		}
@@ -237,6 +242,192 @@ func (s *Store) AppendHistory(recs []Record, ttl time.Duration) error {
 		}
 	}
 	return wb.Flush()
+}
+
+// historyBinary marks the binary encoding of a history Record; older
+// records are JSON (they begin with '{').
+const historyBinary = 1
+
+// The flags byte of a binary history record: which optional fields follow.
+const (
+	histLabel       = 1 << iota // a varint
+	histCorrect                 // Correct is set ...
+	histCorrectTrue             // ... and true
+	histLive                    // 8 bytes, little-endian float64 bits
+)
+
+// marshal encodes r as historyBinary; tenant, id and input digest (each a
+// uvarint length and the bytes); the arrival as unix seconds (varint),
+// nanoseconds (uvarint) and the zone's offset east of UTC in seconds
+// (varint), so it reads back as the same instant printed the same way;
+// the flags byte and the optional fields it announces; then the result's
+// encoding as published (schema.EncodeResult; msgpack when the record
+// carries none), to the end. No reflection on the path of every served
+// request: the result's bytes are the ones already published.
+func (r *Record) marshal() ([]byte, error) {
+	payload := r.ResultPayload
+	if payload == nil && r.Result != nil {
+		var err error
+		if payload, err = schema.EncodeResult(r.Result, schema.MsgPack); err != nil {
+			return nil, fmt.Errorf("history record %s/%s: %w", r.Tenant, r.ID, err)
+		}
+	}
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(r.Tenant)+len(r.ID)+len(r.InputDigest)+
+		3*binary.MaxVarintLen64+1+binary.MaxVarintLen64+8+len(payload))
+	b = append(b, historyBinary)
+	for _, s := range [...]string{r.Tenant, r.ID, r.InputDigest} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	_, offset := r.At.Zone()
+	b = binary.AppendVarint(b, r.At.Unix())
+	b = binary.AppendUvarint(b, uint64(r.At.Nanosecond()))
+	b = binary.AppendVarint(b, int64(offset))
+	var flags byte
+	if r.Label != nil {
+		flags |= histLabel
+	}
+	if r.Correct != nil {
+		flags |= histCorrect
+		if *r.Correct {
+			flags |= histCorrectTrue
+		}
+	}
+	if r.LiveAccuracy != nil {
+		flags |= histLive
+	}
+	b = append(b, flags)
+	if r.Label != nil {
+		b = binary.AppendVarint(b, int64(*r.Label))
+	}
+	if r.LiveAccuracy != nil {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(*r.LiveAccuracy))
+	}
+	return append(b, payload...), nil
+}
+
+// errHistoryTruncated is a binary history record that ends early.
+var errHistoryTruncated = errors.New("history record: truncated")
+
+// unmarshalRecord decodes either encoding of a history record. Every
+// field of the result reads back as its JSON form did (meta included, as
+// a JSON round trip gives it), so `delen history --json` prints old and
+// new records alike.
+func unmarshalRecord(v []byte, r *Record) error {
+	if len(v) > 0 && v[0] == '{' {
+		return json.Unmarshal(v, r)
+	}
+	if len(v) == 0 || v[0] != historyBinary {
+		return errors.New("history record: unknown encoding")
+	}
+	v = v[1:]
+	str := func() (string, error) {
+		n, k := binary.Uvarint(v)
+		if k <= 0 || n > uint64(len(v)-k) {
+			return "", errHistoryTruncated
+		}
+		s := string(v[k : k+int(n)])
+		v = v[k+int(n):]
+		return s, nil
+	}
+	varint := func() (int64, error) {
+		n, k := binary.Varint(v)
+		if k <= 0 {
+			return 0, errHistoryTruncated
+		}
+		v = v[k:]
+		return n, nil
+	}
+	var err error
+	if r.Tenant, err = str(); err != nil {
+		return err
+	}
+	if r.ID, err = str(); err != nil {
+		return err
+	}
+	if r.InputDigest, err = str(); err != nil {
+		return err
+	}
+	sec, err := varint()
+	if err != nil {
+		return err
+	}
+	nsec, k := binary.Uvarint(v)
+	if k <= 0 || nsec >= 1e9 {
+		return errors.New("history record: bad arrival time")
+	}
+	v = v[k:]
+	offset, err := varint()
+	if err != nil {
+		return err
+	}
+	if offset <= -1<<31 || offset >= 1<<31 {
+		return errors.New("history record: bad zone offset")
+	}
+	r.At = time.Unix(sec, int64(nsec)).In(zoneAt(int(offset)))
+	if len(v) == 0 {
+		return errHistoryTruncated
+	}
+	flags := v[0]
+	v = v[1:]
+	if flags&^(histLabel|histCorrect|histCorrectTrue|histLive) != 0 {
+		return errors.New("history record: unknown flags")
+	}
+	if flags&histLabel != 0 {
+		n, err := varint()
+		if err != nil {
+			return err
+		}
+		if int64(int(n)) != n {
+			return errors.New("history record: label out of range")
+		}
+		l := int(n)
+		r.Label = &l
+	}
+	if flags&histCorrect != 0 {
+		ok := flags&histCorrectTrue != 0
+		r.Correct = &ok
+	} else if flags&histCorrectTrue != 0 {
+		return errors.New("history record: unknown flags")
+	}
+	if flags&histLive != 0 {
+		if len(v) < 8 {
+			return errHistoryTruncated
+		}
+		a := math.Float64frombits(binary.LittleEndian.Uint64(v))
+		r.LiveAccuracy = &a
+		v = v[8:]
+	}
+	if len(v) == 0 {
+		return nil // a record without a result
+	}
+	res, _, err := schema.DecodeResult(v, len(v))
+	if err != nil {
+		return fmt.Errorf("history record: result: %w", err)
+	}
+	if res.Meta != nil {
+		// As the JSON records read back: numbers as float64, binary as
+		// base64 strings.
+		b, err := json.Marshal(res.Meta)
+		if err != nil {
+			return fmt.Errorf("history record: meta: %w", err)
+		}
+		res.Meta = nil
+		if err := json.Unmarshal(b, &res.Meta); err != nil {
+			return fmt.Errorf("history record: meta: %w", err)
+		}
+	}
+	r.Result = res
+	return nil
+}
+
+// zoneAt is a location with the arrival's offset: UTC for 0, else a fixed
+// zone, so the time prints as it was written (as a JSON record's does).
+func zoneAt(offset int) *time.Location {
+	if offset == 0 {
+		return time.UTC
+	}
+	return time.FixedZone("", offset)
 }
 
 // TrimHistory deletes tenant's oldest history records beyond the newest
@@ -308,7 +499,7 @@ func (s *Store) History(tenant string, since time.Time, limit int) ([]Record, er
 			}
 			var r Record
 			if limit <= 0 || n < limit {
-				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+				if err := it.Item().Value(func(v []byte) error { return unmarshalRecord(v, &r) }); err != nil {
 					return fmt.Errorf("%q: %w", key, err)
 				}
 			}
