@@ -190,3 +190,29 @@ func FuzzUnmarshalRecord(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHistoryRecord: encoding one served request's history record,
+// as AppendHistory does for every one: the binary encoding with the
+// result's published bytes (what the agent writes), with the store
+// encoding the result, and the JSON encoding it replaced.
+func BenchmarkHistoryRecord(b *testing.B) {
+	rec := historyCases()[0]
+	published, _ := schema.EncodeResult(rec.Result, schema.MsgPack)
+	for _, tc := range []struct {
+		name string
+		enc  func() ([]byte, error)
+	}{
+		{"binary-published", func() ([]byte, error) { r := rec; r.ResultPayload = published; return r.marshal() }},
+		{"binary-encoded", func() ([]byte, error) { return rec.marshal() }},
+		{"json", func() ([]byte, error) { return json.Marshal(rec) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := tc.enc(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
