@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"sort"
 	"strconv"
 	"time"
 
@@ -250,21 +249,30 @@ func (a *Agent) runStage(jobs []*job) error {
 	return nil
 }
 
-// topClasses returns the top-1 class, its probability and the top-k.
+// topClasses returns the top-1 class, its probability and the top-k, most
+// likely first and, among equals, the lower class first (what a stable sort
+// by probability gives). It runs after every exit: one pass that keeps the
+// k best, no sort.
 func topClasses(logits []float32) (int, float64, []schema.ClassProb) {
 	p := make([]float32, len(logits))
 	models.Softmax(p, logits)
-	idx := make([]int, len(p))
-	for i := range idx {
-		idx[i] = i
+	k := min(topK, len(p))
+	top := make([]schema.ClassProb, 0, k)
+	for i, v := range p {
+		at := len(top) // after every class at least as likely
+		for at > 0 && float64(v) > top[at-1].Prob {
+			at--
+		}
+		if at == k {
+			continue
+		}
+		if len(top) < k {
+			top = append(top, schema.ClassProb{})
+		}
+		copy(top[at+1:], top[at:len(top)-1])
+		top[at] = schema.ClassProb{Class: i, Prob: float64(v)}
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return p[idx[a]] > p[idx[b]] })
-	k := min(topK, len(idx))
-	top := make([]schema.ClassProb, k)
-	for i := 0; i < k; i++ {
-		top[i] = schema.ClassProb{Class: idx[i], Prob: float64(p[idx[i]])}
-	}
-	return idx[0], float64(p[idx[0]]), top
+	return top[0].Class, top[0].Prob, top
 }
 
 // finish builds the job's result and hands it to the publishers. status

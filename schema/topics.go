@@ -92,15 +92,20 @@ func (t Topics) Validate() error {
 // of the tenant and KindStatus. Any other shape, or an invalid tenant name,
 // is an error (bad_request).
 func (t Topics) Parse(topic string) (tenant, kind string, err error) {
-	p := t.prefix() + "/"
+	// Cut, not Split: this runs for every request, and Split allocates.
+	p := t.prefix()
 	rest, ok := strings.CutPrefix(topic, p)
-	if !ok {
-		return "", "", badRequest("topic %q is not under %q", topic, p)
+	if ok {
+		rest, ok = strings.CutPrefix(rest, "/")
 	}
-	levels := strings.Split(rest, "/")
-	switch len(levels) {
-	case 2:
-		tenant, kind = levels[0], levels[1]
+	if !ok {
+		return "", "", badRequest("topic %q is not under %q", topic, p+"/")
+	}
+	first, after, two := strings.Cut(rest, "/")
+	second, third, three := strings.Cut(after, "/")
+	switch {
+	case two && !three: // <tenant>/<kind>
+		tenant, kind = first, after
 		switch kind {
 		case KindRequests, KindResults, KindControl, KindState:
 		default:
@@ -110,10 +115,10 @@ func (t Topics) Parse(topic string) (tenant, kind string, err error) {
 			return "", "", badRequest("topic %q: %q is not a valid tenant name", topic, tenant)
 		}
 		return tenant, kind, nil
-	case 3:
-		if levels[0] == AgentsLevel && levels[2] == KindStatus && levels[1] != "" &&
-			!strings.ContainsAny(levels[1], "+#") {
-			return levels[1], KindStatus, nil
+	case three && !strings.Contains(third, "/"): // _agents/<agent-id>/status
+		if first == AgentsLevel && third == KindStatus && second != "" &&
+			!strings.ContainsAny(second, "+#") {
+			return second, KindStatus, nil
 		}
 	}
 	return "", "", badRequest("topic %q: unknown topic shape", topic)

@@ -91,3 +91,47 @@ func TestTopicsValidate(t *testing.T) {
 		}
 	}
 }
+
+// parseBySplit is Parse as it was written first (strings.Split), the
+// reference FuzzTopicsParse holds the allocation-free one to.
+func parseBySplit(t Topics, topic string) (tenant, kind string, ok bool) {
+	rest, found := strings.CutPrefix(topic, t.prefix()+"/")
+	if !found {
+		return "", "", false
+	}
+	levels := strings.Split(rest, "/")
+	switch len(levels) {
+	case 2:
+		switch levels[1] {
+		case KindRequests, KindResults, KindControl, KindState:
+			return levels[0], levels[1], ValidTenant(levels[0])
+		}
+	case 3:
+		if levels[0] == AgentsLevel && levels[2] == KindStatus && levels[1] != "" && !strings.ContainsAny(levels[1], "+#") {
+			return levels[1], KindStatus, true
+		}
+	}
+	return "", "", false
+}
+
+// FuzzTopicsParse: Parse accepts exactly the topics the Split-based
+// reference accepts, with the same tenant and kind, under the default
+// prefix and a prefix of two levels.
+func FuzzTopicsParse(f *testing.F) {
+	for _, s := range []string{"delen/cam1/requests", "delen/_agents/a/status", "delen//requests", "delen/a/b/c",
+		"site1/delen/cam1/control", "delenx/a/results", "delen/_agents//status", "delen/_agents/a/status/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, topic string) {
+		for _, tp := range []Topics{{}, {Prefix: "site1/delen"}} {
+			tenant, kind, err := tp.Parse(topic)
+			wt, wk, ok := parseBySplit(tp, topic)
+			if (err == nil) != ok || err == nil && (tenant != wt || kind != wk) {
+				t.Fatalf("Parse(%q) under %q = %q, %q, %v; the reference: %q, %q, %v", topic, tp.Prefix, tenant, kind, err, wt, wk, ok)
+			}
+			if err != nil && CodeOf(err) != CodeBadRequest {
+				t.Fatalf("Parse(%q): %v, want bad_request", topic, err)
+			}
+		}
+	})
+}
