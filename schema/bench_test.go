@@ -60,12 +60,27 @@ func BenchmarkDecodeRequestJSONValues(b *testing.B) {
 }
 
 func BenchmarkEncodeResult(b *testing.B) {
-	res := fullResult()
-	for _, enc := range []Encoding{MsgPack, JSON} {
-		b.Run(enc.String(), func(b *testing.B) {
+	noMeta := fullResult()
+	noMeta.Meta = nil
+	for _, tc := range []struct {
+		name string
+		res  *Result
+	}{{"", fullResult()}, {"-nometa", noMeta}} {
+		for _, enc := range []Encoding{MsgPack, JSON} {
+			b.Run(enc.String()+tc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := EncodeResult(tc.res, enc); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+		// The msgpack library on its own, what EncodeResult used before.
+		b.Run("msgpack-library"+tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := EncodeResult(res, enc); err != nil {
+				if _, err := encode(tc.res, MsgPack, "result"); err != nil {
 					b.Fatal(err)
 				}
 			}

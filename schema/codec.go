@@ -108,7 +108,14 @@ func EncodeRequest(r *Request, enc Encoding) ([]byte, error) {
 // keys are sorted, so the encoding of a result is deterministic. It fails
 // (internal) only for what JSON cannot carry: a NaN or Inf float.
 func EncodeResult(r *Result, enc Encoding) ([]byte, error) {
-	return encode(r, enc, "result")
+	if enc == JSON {
+		return encode(r, enc, "result")
+	}
+	b, err := appendResultMsgpack(make([]byte, 0, 512), r)
+	if err != nil {
+		return nil, Errorf(CodeInternal, "encode result: %v", err)
+	}
+	return b, nil
 }
 
 // DecodeResult decodes a result payload (for clients), with the same
