@@ -260,6 +260,8 @@ type servedModel struct {
 	profile atomic.Pointer[profile.Profile]
 	live    *liveProfile
 	acc     liveAccuracy
+	// stageSeconds are its children of delen_stage_seconds.
+	stageSeconds stageMetrics
 
 	// Requests hold a reference while they are in flight; a replaced or
 	// removed model is closed when the last one lets go.
@@ -372,6 +374,7 @@ func (l Ceilings) rateLimit(s schema.Settings) float64 {
 // tenant is one tenant's settings, policy instances and rate limiter.
 type tenant struct {
 	label    string // its tenant label in metrics, fixed at creation (see Agent.label)
+	metrics  tenantMetrics
 	ceil     Ceilings
 	mu       sync.Mutex
 	settings schema.Settings
@@ -600,7 +603,7 @@ func (a *Agent) loadOne(ctx context.Context, e zoo.Entry) (*servedModel, error) 
 		return nil, err
 	}
 	device := profile.DeviceID()
-	sm := &servedModel{name: e.Name, m: m, live: newLiveProfile(m.Exits())}
+	sm := &servedModel{name: e.Name, m: m, live: newLiveProfile(m.Exits()), stageSeconds: make(stageMetrics, m.Exits())}
 	p, err := a.cfg.Store.Profile(m.Manifest.Name, m.Manifest.Version, device)
 	if errors.Is(err, store.ErrNotFound) {
 		a.log.Info("profiling model", "model", m.Manifest.ID(), "device", device, "runs", a.cfg.ProfileRuns)

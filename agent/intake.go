@@ -189,7 +189,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		a.release(n)
 		return
 	}
-	a.metrics.queueDepth.WithLabelValues(t.label).Set(float64(a.sched.depth(tenantName)))
+	a.metrics.queueDepthOf(t).Set(float64(a.sched.depth(tenantName)))
 	a.runInline()
 	a.sched.wakeIfQueued()
 }

@@ -2,6 +2,10 @@ package agent
 
 import (
 	"net/http"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/delen-edge/delen/schema"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -86,3 +90,65 @@ func (m *Metrics) Handler() http.Handler {
 
 // Registry is the registry the metrics live in, for adding collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// child is one child of a metric vector, looked up by its label values on
+// first use and kept: a lookup hashes the values under the vector's lock,
+// and every served request made about ten. The series still appears when
+// it is first updated. Two first uses at once look up the same child.
+type child[T any] struct{ p atomic.Pointer[T] }
+
+func (c *child[T]) get(lookup func() T) T {
+	if p := c.p.Load(); p != nil {
+		return *p
+	}
+	v := lookup()
+	c.p.Store(&v)
+	return v
+}
+
+// tenantMetrics are a tenant's children of the metrics that every served
+// request updates (its label is fixed at the tenant's creation).
+type tenantMetrics struct {
+	queueDepth child[prometheus.Gauge]
+	latency    child[prometheus.Observer]
+	energy     child[prometheus.Counter]
+	ok, late   child[prometheus.Counter] // requests{status, code ""}
+}
+
+func (m *Metrics) queueDepthOf(t *tenant) prometheus.Gauge {
+	return t.metrics.queueDepth.get(func() prometheus.Gauge { return m.queueDepth.WithLabelValues(t.label) })
+}
+
+func (m *Metrics) latencyOf(t *tenant) prometheus.Observer {
+	return t.metrics.latency.get(func() prometheus.Observer { return m.latency.WithLabelValues(t.label) })
+}
+
+func (m *Metrics) energyOf(t *tenant) prometheus.Counter {
+	return t.metrics.energy.get(func() prometheus.Counter { return m.energy.WithLabelValues(t.label) })
+}
+
+// requestsOf is requests{tenant, status, code}, kept for the statuses of
+// served requests.
+func (m *Metrics) requestsOf(t *tenant, status, code string) prometheus.Counter {
+	lookup := func() prometheus.Counter { return m.requests.WithLabelValues(t.label, status, code) }
+	switch {
+	case code != "":
+	case status == schema.StatusOK:
+		return t.metrics.ok.get(lookup)
+	case status == schema.StatusLate:
+		return t.metrics.late.get(lookup)
+	}
+	return lookup()
+}
+
+// stageMetrics are a served model's children of delen_stage_seconds, one
+// per exit.
+type stageMetrics []child[prometheus.Observer]
+
+func (m *Metrics) stageSecondsOf(sm *servedModel, exit int) prometheus.Observer {
+	lookup := func() prometheus.Observer { return m.stageSeconds.WithLabelValues(sm.name, strconv.Itoa(exit)) }
+	if exit < 1 || exit > len(sm.stageSeconds) {
+		return lookup()
+	}
+	return sm.stageSeconds[exit-1].get(lookup)
+}

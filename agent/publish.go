@@ -40,13 +40,13 @@ func (a *Agent) observe(j *job, r *schema.Result) {
 		code = r.Error.Code
 	}
 	m, lbl := a.metrics, j.owner.label
-	m.requests.WithLabelValues(lbl, r.Status, code).Inc()
-	m.queueDepth.WithLabelValues(lbl).Set(float64(a.sched.depth(j.tenant)))
+	m.requestsOf(j.owner, r.Status, code).Inc()
+	m.queueDepthOf(j.owner).Set(float64(a.sched.depth(j.tenant)))
 	if r.Status == schema.StatusError {
 		return
 	}
-	m.latency.WithLabelValues(lbl).Observe(r.LatencyMS / 1000)
-	m.energy.WithLabelValues(lbl).Add(r.EnergyMJ / 1000) // joules: Prometheus base unit
+	m.latencyOf(j.owner).Observe(r.LatencyMS / 1000)
+	m.energyOf(j.owner).Add(r.EnergyMJ / 1000) // joules: Prometheus base unit
 	if r.Exit > 0 {
 		m.exits.WithLabelValues(lbl, j.model.name, strconv.Itoa(r.Exit)).Inc()
 	}

@@ -238,7 +238,7 @@ func (a *Agent) runStage(jobs []*job) error {
 	if now := time.Now(); m.live.observe(exit-1, w, mj, len(jobs), now) {
 		m.updateProfile(func(p *profile.Profile) *profile.Profile { return m.live.refresh(p, now) })
 	}
-	a.metrics.stageSeconds.WithLabelValues(m.name, strconv.Itoa(exit)).Observe(dt.Seconds())
+	a.metrics.stageSecondsOf(m, exit).Observe(dt.Seconds())
 	a.metrics.batchSize.Observe(float64(len(jobs)))
 	for _, j := range jobs {
 		j.compute += dt
