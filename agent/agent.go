@@ -262,6 +262,10 @@ type servedModel struct {
 	acc     liveAccuracy
 	// stageSeconds are its children of delen_stage_seconds.
 	stageSeconds stageMetrics
+	// inputs holds converted input samples (*[]float32 of the model's
+	// sample size) for reuse: a request's sample is copied into its
+	// stage state at its first stage and is not needed after.
+	inputs sync.Pool
 
 	// Requests hold a reference while they are in flight; a replaced or
 	// removed model is closed when the last one lets go.

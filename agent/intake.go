@@ -219,7 +219,7 @@ func (a *Agent) inputFor(sm *servedModel, t *schema.Tensor) ([]float32, error) {
 	if !sameShape(t.Shape, man.Input.Shape) {
 		return nil, schema.Errorf(schema.CodeShapeMismatch, "input shape %v does not fit model %s (input %v)", t.Shape, man.Name, man.Input.Shape)
 	}
-	out := make([]float32, man.SampleSize())
+	out := sm.input()
 	switch t.DType {
 	case "uint8":
 		u, err := t.Uint8s()
@@ -235,6 +235,23 @@ func (a *Agent) inputFor(sm *servedModel, t *schema.Tensor) ([]float32, error) {
 		return nil, schema.Errorf(schema.CodeShapeMismatch, "dtype %q is not accepted by model %s", t.DType, man.Name)
 	}
 	return out, nil
+}
+
+// input returns a sample buffer of the model's sample size, reused from
+// one given back with putInput when there is one; every element is
+// overwritten by the conversion.
+func (sm *servedModel) input() []float32 {
+	if p, _ := sm.inputs.Get().(*[]float32); p != nil {
+		return *p
+	}
+	return make([]float32, sm.m.Manifest.SampleSize())
+}
+
+// putInput gives a sample buffer back once its contents are copied.
+func (sm *servedModel) putInput(in []float32) {
+	if len(in) == sm.m.Manifest.SampleSize() {
+		sm.inputs.Put(&in)
+	}
 }
 
 // sameShape compares shapes ignoring leading 1s (a batch of one, or a

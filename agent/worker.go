@@ -217,7 +217,8 @@ func (a *Agent) runStage(jobs []*job) error {
 				return err
 			}
 			copy(st.Input(), j.input)
-			j.state = st
+			m.putInput(j.input)
+			j.input, j.state = nil, st
 		}
 		states[k] = j.state
 	}
