@@ -137,7 +137,7 @@ type Config struct {
 	// HistoryTTL (default 7 days) and DedupeTTL (default 10 minutes).
 	HistoryTTL, DedupeTTL time.Duration
 	// HistoryMaxRecords is how many of its newest history records each
-	// tenant keeps (default 100,000; older ones are deleted once a minute);
+	// tenant keeps (default 100,000; older ones are deleted every 10 s);
 	// negative keeps all for HistoryTTL. At ~2,000 requests/s the records
 	// of 7 days would not fit an edge device's disk.
 	HistoryMaxRecords int

@@ -92,7 +92,8 @@ func Open(dir string, opt Options) (*Store, error) {
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(8 << 20).
 		WithNumMemtables(2).
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		WithNumLevelZeroTables(numLevelZeroTables)
 	if opt.InMemory {
 		// No value log in memory: every value stays in the LSM tree (and
 		// Badger refuses values over the threshold).
@@ -134,6 +135,17 @@ func Open(dir string, opt Options) (*Store, error) {
 	}
 	return st, nil
 }
+
+// numLevelZeroTables is how many flushed memtables wait in level 0 before
+// a compaction (Badger's default is 5). A history record's value-log space
+// is counted as garbage (the discard statistics the value-log collection
+// goes by) only when a compaction drops the record's deleted version; at
+// 2,000 req/s a memtable of history keys and trim tombstones fills in
+// ~20 s, so five of them kept trimmed history in the memory-mapped value
+// log for over a minute and a half longer. Compacting after every flush
+// rewrites a few 2 MiB tables (history keys grow in time order, trims
+// delete the oldest).
+const numLevelZeroTables = 1
 
 // valueThreshold is the value size from which Badger keeps values in the
 // value log rather than in the LSM tree.

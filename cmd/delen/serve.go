@@ -99,7 +99,7 @@ files. A flag on the command line beats its variable, which beats the file.`,
 	fs.IntVar(&f.workers, "workers", 0, "stage workers (default: one per CPU)")
 	fs.IntVar(&f.queueLimit, "queue-limit", 0, "requests per tenant admitted and not yet answered before the next is answered overloaded (0: no cap; requests wait at the broker; a tenant's control may lower it, not raise it)")
 	fs.Float64Var(&f.maxWeight, "max-weight", 10, "highest scheduling weight a tenant's control may set (a tenant's weight in tenant-defaults is its own ceiling)")
-	fs.IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted once a minute; -1: keep all for 7 days)")
+	fs.IntVar(&f.histMax, "history-max-records", 100_000, "newest history records kept per tenant (older ones deleted every 10 s; -1: keep all for 7 days)")
 	fs.DurationVar(&f.dedupeTTL, "dedupe-ttl", 10*time.Minute, "how long a served request's result is kept to answer a redelivery or retransmission of its id with the same bytes (docs/reliability.md)")
 	fs.IntVar(&f.maxTenants, "max-tenants", 1024, "tenants the agent keeps state and metrics for; requests of further tenants are answered overloaded")
 	fs.IntVar(&f.maxPayload, "max-payload", 4<<20, "largest request in bytes; larger ones are answered too_large")
