@@ -291,11 +291,19 @@ func (s *scheduler) budget(j *job, now time.Time) (hard, fair float64) {
 	reserve += j.plan.first * k
 	hard, fair = s.plan.budget(j, now, reserve, rate, boundMS)
 	// The request's own stages run one after another: however many
-	// workers are free, what it still runs must fit the time it has left,
-	// at a slowdown it may well meet (the recent mean plus two deviations:
-	// a stage that takes 3x its profile under contention must not be the
-	// one that was planned to just fit).
-	chain := (left - planMarginMS) / s.slowdownHigh()
+	// workers are free, what it still runs must fit the time it has left.
+	// Its next stage must fit at a slowdown it may well meet (the recent
+	// mean plus two deviations: a stage that takes 3x its profile under
+	// contention must not be the one that was planned to just fit); the
+	// stages after it count at the mean, since the plan is revised after
+	// every stage and the request can stop at any exit. (Counting the
+	// whole chain at the cautious slowdown kept requests at exit 2 that
+	// had the time for exit 3.)
+	var next float64
+	if j.model != nil {
+		next = policies.StageWorkMS(j.model.profile.Load(), j.done)
+	}
+	chain := (left - planMarginMS - next*(s.slowdownHigh()-k)) / k
 	return math.Min(hard/k, chain), fair / k
 }
 

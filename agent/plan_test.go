@@ -101,22 +101,26 @@ func TestPlanBudgets(t *testing.T) {
 		hard      float64 // want
 		fair      float64
 		slow, dev float64 // slowdown mean and deviation (0: 1 and 0)
+		next      float64 // the request's next stage's work (0: no model)
 	}{
 		// Two free workers, but the request's own stages run one after
 		// another: what fits is its time left.
-		{"empty", nil, 100, 10, 0, 100 - planMarginMS, 200, 0, 0},
-		{"work ahead", [][2]float64{{50, 60}, {80, 40}}, 100, 10, 0, 200 - 100 - planMarginMS, 100, 0, 0},
-		{"more work ahead", [][2]float64{{50, 100}, {80, 40}}, 100, 10, 0, 200 - 140 - planMarginMS, 60, 0, 0},
+		{"empty", nil, 100, 10, 0, 100 - planMarginMS, 200, 0, 0, 10},
+		{"work ahead", [][2]float64{{50, 60}, {80, 40}}, 100, 10, 0, 200 - 100 - planMarginMS, 100, 0, 0, 10},
+		{"more work ahead", [][2]float64{{50, 100}, {80, 40}}, 100, 10, 0, 200 - 140 - planMarginMS, 60, 0, 0, 10},
 		// The later request (due at 120 ms, 230 ms booked) has 240 −
 		// 230 = 10 ms of slack: the earlier one may take 10 ms.
-		{"later request's slack", [][2]float64{{120, 230}}, 100, 5, 0, 10, -30, 0, 0},
+		{"later request's slack", [][2]float64{{120, 230}}, 100, 5, 0, 10, -30, 0, 0, 10},
 		// It has none left: the earlier one still gets its mandatory stage.
-		{"later request full", [][2]float64{{120, 250}}, 100, 5, 0, 5, -50, 0, 0},
-		{"burst predicted", nil, 100, 10, 0.08, 100 - planMarginMS, 200 / 8.0, 0, 0},
-		// Stages take 1.5x their profile, give or take 0.25: the own
-		// chain is planned at 2x (95 / 2), the capacity at 1.5x.
-		{"slow and unsteady", nil, 100, 10, 0, (100 - planMarginMS) / 2, 200 / 1.5, 1.5, 0.25},
-		{"slow, work ahead", [][2]float64{{50, 130}}, 100, 10, 0, (200 - 130 - planMarginMS) / 1.5, 70 / 1.5, 1.5, 0.25},
+		{"later request full", [][2]float64{{120, 250}}, 100, 5, 0, 5, -50, 0, 0, 10},
+		{"burst predicted", nil, 100, 10, 0.08, 100 - planMarginMS, 200 / 8.0, 0, 0, 10},
+		// Stages take 1.5x their profile, give or take 0.25: the next
+		// stage (10 ms) is planned at 2x, the rest of the chain and the
+		// capacity at 1.5x: 10 + x ms fit when 2·10 + 1.5·x ≤ 95.
+		{"slow and unsteady", nil, 100, 10, 0, 10 + (100-planMarginMS-2*10)/1.5, 200 / 1.5, 1.5, 0.25, 10},
+		// A longer next stage (40 ms) takes more of the margin.
+		{"slow, long next stage", nil, 100, 10, 0, 40 + (100-planMarginMS-2*40)/1.5, 200 / 1.5, 1.5, 0.25, 40},
+		{"slow, work ahead", [][2]float64{{50, 130}}, 100, 10, 0, (200 - 130 - planMarginMS) / 1.5, 70 / 1.5, 1.5, 0.25, 10},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,6 +135,8 @@ func TestPlanBudgets(t *testing.T) {
 			}
 			j := planJob(99, now.Add(time.Duration(c.deadline*float64(time.Millisecond))), 100)
 			j.plan.mandatory = c.mandatory
+			j.model = &servedModel{}
+			j.model.profile.Store(&profile.Profile{Stages: []profile.StageStats{{LatencyMS: profile.Quantiles{Mean: c.next}}}})
 			if c.rate > 0 {
 				s.rates["cam"] = &tenantRate{rate: c.rate, last: now, boundMS: 100, firstMS: c.mandatory}
 			}
