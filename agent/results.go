@@ -212,16 +212,35 @@ const ackers = 4
 
 // ackLoop publishes each committed group without waiting, then waits for
 // each result's PUBACK in publish order and acknowledges its requests.
+// A group's publishes go to the broker in one write, and so do its
+// acknowledgements once every PUBACK of the group has come (when the
+// publisher can gather writes: corker).
 func (r *results) ackLoop() {
+	corked := func(fn func()) { fn() }
+	if c, ok := r.pub.(corker); ok {
+		corked = c.Corked
+	}
 	for group := range r.acks {
-		for _, an := range group {
-			an.pending = r.pub.PublishAsync(an.topic, an.qos, false, an.payload)
-		}
+		corked(func() {
+			for _, an := range group {
+				an.pending = r.pub.PublishAsync(an.topic, an.qos, false, an.payload)
+			}
+		})
 		for _, an := range group {
 			<-an.pending.Done()
-			r.a.answered(an, an.pending.Err())
 		}
+		corked(func() {
+			for _, an := range group {
+				r.a.answered(an, an.pending.Err())
+			}
+		})
 	}
+}
+
+// corker is a publisher that can send the packets of a step in one write
+// (broker.Client.Corked).
+type corker interface {
+	Corked(fn func())
 }
 
 // encodeJob stamps a finished job's latency, judges its bound and encodes

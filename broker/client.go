@@ -107,6 +107,8 @@ type ClientConfig struct {
 
 	// connHook, set by tests only, sees every network connection opened.
 	connHook func(net.Conn)
+	// connWrap, set by tests only, wraps every connection opened.
+	connWrap func(net.Conn) net.Conn
 }
 
 // Message is one message received on a subscription.
@@ -375,6 +377,24 @@ func (c *Client) PublishAsync(topic string, qos byte, retained bool, payload []b
 		payload = []byte{}
 	}
 	return &Pending{tok: c.pc.Publish(topic, qos, retained, payload)}
+}
+
+// Corked runs fn with the connection's writes gathered: the packets fn
+// has the client send (publishes, acknowledgements) and any others
+// written meanwhile go to the broker in one write when fn returns, not
+// one write each (the last one or two packets fn handed to paho may still
+// be on their way through its goroutines then, and follow in writes of
+// their own). fn must not wait for anything those packets bring about (a
+// PUBACK, a result): they are sent only after it returns.
+func (c *Client) Corked(fn func()) {
+	g := c.conn.Load()
+	if g == nil {
+		fn()
+		return
+	}
+	g.cork()
+	defer g.uncork()
+	fn()
 }
 
 // Subscribe subscribes to a topic filter (wildcards and
@@ -682,6 +702,9 @@ func (c *Client) open(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 	if c.cfg.connHook != nil {
 		c.cfg.connHook(conn)
 	}
+	if c.cfg.connWrap != nil {
+		conn = c.cfg.connWrap(conn)
+	}
 	g := &gracefulConn{Conn: conn, r: bufio.NewReaderSize(conn, readBuffer), closing: &c.closing, eof: make(chan struct{}), closed: make(chan struct{})}
 	c.conn.Store(g)
 	return g, nil
@@ -715,6 +738,48 @@ type gracefulConn struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	err       error
+
+	// Writes made while corked gather in wbuf and go out in one write
+	// when the last cork is lifted (Client.Corked); wmu orders them with
+	// the writes made uncorked.
+	wmu    sync.Mutex
+	corked int
+	wbuf   []byte
+}
+
+func (g *gracefulConn) Write(p []byte) (int, error) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if g.corked > 0 {
+		g.wbuf = append(g.wbuf, p...)
+		return len(p), nil
+	}
+	return g.Conn.Write(p)
+}
+
+func (g *gracefulConn) cork() {
+	g.wmu.Lock()
+	g.corked++
+	g.wmu.Unlock()
+}
+
+// uncork lifts one cork; the last one sends what gathered. A failed
+// write closes the connection, so that paho sees it and reconnects.
+func (g *gracefulConn) uncork() {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if g.corked--; g.corked > 0 || len(g.wbuf) == 0 {
+		return
+	}
+	_, err := g.Conn.Write(g.wbuf)
+	if cap(g.wbuf) > 64<<10 {
+		g.wbuf = nil
+	} else {
+		g.wbuf = g.wbuf[:0]
+	}
+	if err != nil {
+		g.Conn.Close()
+	}
 }
 
 func (g *gracefulConn) Read(p []byte) (int, error) {

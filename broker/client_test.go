@@ -3,7 +3,9 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,4 +100,62 @@ func TestOverlappingSubscriptionsAckOnce(t *testing.T) {
 	ma.Ack()
 	mb.Ack()
 	ma.Ack() // a second Ack does nothing
+}
+
+// countingConn counts the writes made to a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestCorkedSendsAGroupInOneWrite: the publishes made inside Corked reach
+// the broker in one write (up to three: paho hands a publish to its
+// writer through a goroutine of its own, so the last two may still be on
+// their way when the cork is lifted) instead of one each, every one acknowledged
+// and delivered; a publish after Corked goes out at once.
+func TestCorkedSendsAGroupInOneWrite(t *testing.T) {
+	t.Parallel()
+	e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{})
+	var writes atomic.Int64
+	cfg := broker.WithConnWrap(broker.ClientConfig{URL: e.Addr(), ClientID: "corked", CleanSession: true},
+		func(c net.Conn) net.Conn { return countingConn{Conn: c, writes: &writes} })
+	pub := dial(t, cfg)
+	sub := dial(t, broker.ClientConfig{URL: e.Addr(), ClientID: "corked-sub", CleanSession: true})
+	in := newInbox()
+	subscribe(t, sub, "corked/#", 1, in.handler(true))
+	const n = 50
+	before := writes.Load()
+	pending := make([]*broker.Pending, n)
+	pub.Corked(func() {
+		for i := range pending {
+			pending[i] = pub.PublishAsync("corked/x", 1, false, []byte(fmt.Sprint(i)))
+		}
+	})
+	for i, p := range pending {
+		<-p.Done()
+		if err := p.Err(); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if w := writes.Load() - before; w < 1 || w > 3 {
+		t.Errorf("%d publishes in %d writes, want 1 to 3", n, w)
+	}
+	got := map[string]bool{} // each handler runs on a goroutine of its own: no order here
+	for range n {
+		got[string(in.next(t, "a corked publish").Payload())] = true
+	}
+	for i := range n {
+		if !got[fmt.Sprint(i)] {
+			t.Fatalf("publish %d not received; got %v", i, got)
+		}
+	}
+	publish(t, pub, "corked/y", 1, false, "after") // waits for its PUBACK: it was sent uncorked
+	if m := in.next(t, "the publish after"); string(m.Payload()) != "after" {
+		t.Fatalf("after Corked: %q", m.Payload())
+	}
 }

@@ -9,3 +9,10 @@ func WithConnHook(cfg ClientConfig, hook func(net.Conn)) ClientConfig {
 	cfg.connHook = hook
 	return cfg
 }
+
+// WithConnWrap returns cfg with a wrapper around every connection the
+// client opens, so tests can see what the client writes.
+func WithConnWrap(cfg ClientConfig, wrap func(net.Conn) net.Conn) ClientConfig {
+	cfg.connWrap = wrap
+	return cfg
+}
