@@ -93,7 +93,13 @@ func Open(dir string, opt Options) (*Store, error) {
 		WithIndexCacheSize(8 << 20).
 		WithNumMemtables(2).
 		WithNumCompactors(2).
-		WithNumLevelZeroTables(numLevelZeroTables)
+		WithNumLevelZeroTables(numLevelZeroTables).
+		// With level 0 compacted at one table, the table a close flushes
+		// would be compacted as soon as the next process opens the store:
+		// a table write through a memory map that, on a data folder that
+		// fills meanwhile, kills the process with SIGBUS. The close
+		// compacts it instead, while the store still had room to write.
+		WithCompactL0OnClose(true)
 	if opt.InMemory {
 		// No value log in memory: every value stays in the LSM tree (and
 		// Badger refuses values over the threshold).
