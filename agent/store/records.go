@@ -224,10 +224,16 @@ func HistoryKey(tenant string, at time.Time, id string) []byte {
 	return append(k, id...)
 }
 
-// AppendHistory writes records in one batch, each kept for ttl.
+// AppendHistory writes records in one batch, each kept for ttl: with one
+// write(2) to the history log (historylog.go) on a store on disk, in one
+// Badger write batch in an in-memory store. When it returns nil the
+// records survive a crash of the process.
 func (s *Store) AppendHistory(recs []Record, ttl time.Duration) error {
 	if err := s.roomToWrite(); err != nil {
 		return err
+	}
+	if s.hist != nil {
+		return s.hist.append(recs, ttl)
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
@@ -431,11 +437,34 @@ func zoneAt(offset int) *time.Location {
 }
 
 // TrimHistory deletes tenant's oldest history records beyond the newest
-// keep, and reports how many it deleted. It reads keys only.
+// keep, and reports how many it deleted. In the history log it drops
+// index entries and saves the tenant's cut (historylog.go); records an
+// older version left in Badger count first, as the oldest, and are
+// deleted there.
 func (s *Store) TrimHistory(tenant string, keep int) (int, error) {
 	if keep < 0 {
 		keep = 0
 	}
+	if s.hist == nil {
+		return s.trimBadgerHistory(tenant, keep)
+	}
+	if s.oldHistory.Load() <= uint64(s.hist.opt.now().Unix()) {
+		return s.hist.trim(tenant, keep)
+	}
+	// The log's records are newer than Badger's: Badger keeps what the
+	// log's leave of keep, and the log is trimmed only once Badger holds
+	// none of tenant's.
+	n, err := s.trimBadgerHistory(tenant, max(keep-s.hist.count(tenant), 0))
+	if err != nil {
+		return n, err
+	}
+	m, err := s.hist.trim(tenant, keep)
+	return n + m, err
+}
+
+// trimBadgerHistory deletes tenant's oldest history records in Badger
+// beyond the newest keep. It reads keys only.
+func (s *Store) trimBadgerHistory(tenant string, keep int) (int, error) {
 	prefix := []byte("hist/" + tenant + "/")
 	var old [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -478,6 +507,30 @@ func (s *Store) TrimHistory(tenant string, keep int) (int, error) {
 // of them. It reads each tenant's records newest first and stops at limit
 // or since, so a small limit costs little however long the history is.
 func (s *Store) History(tenant string, since time.Time, limit int) ([]Record, error) {
+	if s.hist == nil {
+		return s.badgerHistory(tenant, since, limit)
+	}
+	out, err := s.hist.query(tenant, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	if s.oldHistory.Load() > uint64(s.hist.opt.now().Unix()) {
+		old, err := s.badgerHistory(tenant, since, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(old, out...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, nil
+}
+
+// badgerHistory is History of the records in Badger (an in-memory store's,
+// or those an older version wrote).
+func (s *Store) badgerHistory(tenant string, since time.Time, limit int) ([]Record, error) {
 	prefix := []byte("hist/")
 	if tenant != "" {
 		prefix = []byte("hist/" + tenant + "/")

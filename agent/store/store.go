@@ -1,6 +1,8 @@
-// Package store persists the agent's state in Badger: tenant settings,
-// model profiles, the history of served requests and the dedupe table.
-// Keys follow docs/protocol.md ("Storage"):
+// Package store persists the agent's state: tenant settings and model
+// profiles in Badger, the history of served requests in a log of its own
+// (historylog.go) and the dedupe table in the dedupe journal (journal.go);
+// an in-memory store keeps all of it in Badger. Keys follow
+// docs/protocol.md ("Storage"):
 //
 //	tenant/<tenant>                       settings
 //	profile/<model>@<version>/<device>    profile
@@ -51,6 +53,7 @@ type Options struct {
 	InMemory bool
 
 	journal journalOptions // tests' settings
+	history historyOptions
 }
 
 // Store is the agent's Badger database. It is safe for concurrent use.
@@ -65,6 +68,12 @@ type Store struct {
 	// end) Badger holds dedupe records an older version wrote, and
 	// lookups that miss the journal look there too.
 	oldDedupes atomic.Uint64
+	// hist holds the history records (nil for an in-memory store, which
+	// keeps them in Badger).
+	hist *historyLog
+	// oldHistory: until this time (as oldDedupes) Badger holds history
+	// records an older version wrote; queries and trims take them in.
+	oldHistory atomic.Uint64
 	// The free-space check is cached for spaceCheckEvery: statfs on every
 	// write would cost a system call per request.
 	spaceMu  sync.Mutex
@@ -130,12 +139,19 @@ func Open(dir string, opt Options) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
-		if err := st.findOldDedupes(); err != nil {
+		if st.hist, err = openHistoryLog(dir, log, opt.history); err != nil {
+			st.jnl.close()
+			db.Close()
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+		if err := errors.Join(st.findOldDedupes(), st.findOldHistory()); err != nil {
+			st.hist.close()
 			st.jnl.close()
 			db.Close()
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
 		st.jnl.start()
+		st.hist.start(st.roomToWrite)
 		go st.collectValueLog()
 		go writeback(dir, st.stopGC, st.wbDone)
 	}
@@ -238,27 +254,60 @@ func (s *Store) findOldDedupes() error {
 	return err
 }
 
-// Close stops the value-log collection and the dedupe journal's upkeep,
-// flushes and closes the database. The journal's segments stay: the
-// dedupe records outlive a restart.
+// findOldHistory looks (keys only) for history records that an older
+// version kept in Badger, and sets how long queries and trims take them
+// in.
+func (s *Store) findOldHistory() error {
+	var until uint64
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("hist/")})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+			if e := it.Item().ExpiresAt(); e == 0 {
+				until = math.MaxUint64
+			} else {
+				until = max(until, e)
+			}
+		}
+		return nil
+	})
+	if n > 0 {
+		s.log.Info("store: history records of an older version found in Badger; read until they expire or are trimmed",
+			"records", n, "until", time.Unix(int64(min(until, math.MaxInt32)), 0).UTC())
+	}
+	s.oldHistory.Store(until)
+	return err
+}
+
+// Close stops the value-log collection and the dedupe journal's and the
+// history log's upkeep, flushes and closes the database. The logs'
+// segments stay: dedupe records and history outlive a restart.
 func (s *Store) Close() error {
 	first := false
 	s.closeOnce.Do(func() { close(s.stopGC); first = true })
 	<-s.gcDone
 	<-s.wbDone
-	var jerr error
+	var jerr, herr error
 	if s.jnl != nil && first {
 		jerr = s.jnl.close()
 	}
-	return errors.Join(jerr, s.db.Close())
+	if s.hist != nil && first {
+		herr = s.hist.close()
+	}
+	return errors.Join(jerr, herr, s.db.Close())
 }
 
-// Size is the store's size on disk in bytes (LSM tree, value log and the
-// dedupe journal).
+// Size is the store's size on disk in bytes (LSM tree, value log, the
+// dedupe journal and the history log).
 func (s *Store) Size() int64 {
 	lsm, vlog := s.db.Size()
 	if s.jnl != nil {
 		vlog += s.jnl.wal.Stats().Bytes
+	}
+	if s.hist != nil {
+		vlog += s.hist.wal.Stats().Bytes
 	}
 	return lsm + vlog
 }

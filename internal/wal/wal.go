@@ -12,7 +12,8 @@
 // and is dropped with the rest of its segment.
 //
 // What a record means, and when a segment may go, is the owner's business:
-// Open hands every record back in order, and DropBefore deletes segments.
+// Open hands every record back in order, and DropBefore (the oldest
+// segments) or Drop (any one but the active) deletes segments.
 package wal
 
 import (
@@ -360,6 +361,42 @@ func (l *Log) DropBefore(id uint64) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Drop deletes segment id, which need not be the oldest (an owner that
+// copies a segment's live records forward deletes it out of order); the
+// active segment is never deleted. A read of it under way or later fails
+// with ErrNoSegment. Dropping a segment not in the log does nothing.
+func (l *Log) Drop(id uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, s := range l.segs {
+		if s.id != id {
+			continue
+		}
+		if i == len(l.segs)-1 {
+			return fmt.Errorf("wal: segment %016x is the active one", id)
+		}
+		l.segs = slices.Delete(l.segs, i, i+1)
+		s.f.Close()
+		if err := os.Remove(s.f.Name()); err != nil {
+			return fmt.Errorf("wal: remove segment: %w", err)
+		}
+		return nil
+	}
+	return nil
+}
+
+// Segments lists the ids of the log's segments, oldest first (the active
+// one last).
+func (l *Log) Segments() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make([]uint64, len(l.segs))
+	for i, s := range l.segs {
+		ids[i] = s.id
+	}
+	return ids
 }
 
 // Stats is a log's extent.

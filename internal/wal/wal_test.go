@@ -237,6 +237,49 @@ func TestDropBeforeDeletesFiles(t *testing.T) {
 	}
 }
 
+// TestDropAnySegment: Drop deletes a segment in the middle of the log
+// (reads of it then fail with ErrNoSegment), never the active one, and a
+// reopen replays the segments left, ids after the gap included.
+func TestDropAnySegment(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := collect(t, dir, Options{SegmentSize: 100})
+	for i := 0; i < 4; i++ {
+		if _, _, err := l.Write(AppendRecord(nil, bytes.Repeat([]byte{byte(i + 1)}, 80))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := l.Segments()
+	if len(ids) != 4 {
+		t.Fatalf("segments %v, want 4", ids)
+	}
+	if err := l.Drop(ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.ReadAt(ids[1], 0, nil); !errors.Is(err, ErrNoSegment) {
+		t.Fatalf("read of a dropped segment: %v, want ErrNoSegment", err)
+	}
+	if err := l.Drop(ids[3]); err == nil {
+		t.Fatal("the active segment was dropped")
+	}
+	if err := l.Drop(ids[1]); err != nil {
+		t.Fatalf("dropping a segment twice: %v", err)
+	}
+	if got := l.Segments(); !slices.Equal(got, []uint64{ids[0], ids[2], ids[3]}) {
+		t.Fatalf("segments %v after dropping %d", got, ids[1])
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, got := collect(t, dir, Options{SegmentSize: 100})
+	defer l.Close()
+	if len(got) != 3 || got[0][0] != 1 || got[1][0] != 3 || got[2][0] != 4 {
+		t.Fatalf("reopened: %d records", len(got))
+	}
+	if n := len(files(t, dir)); n != 4 { // three and the new active one
+		t.Fatalf("%d files after the reopen, want 4", n)
+	}
+}
+
 // FuzzOpen: any bytes in a segment file open without a panic, replay a
 // prefix of whole records (re-framing them gives the file's first bytes)
 // and leave the file cut to that prefix.
