@@ -149,3 +149,55 @@ func BenchmarkDedupeWriteStall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHistoryAppend is the history writer's batch (512 records with
+// 345-byte published results, as the soak's mix serves) into the history
+// log, reported per record with the index's heap and the log's file bytes
+// per record, against "badger", the former path (a Badger write batch
+// into the memory-mapped value log) on the same store:
+//
+//	go test -run XXX -bench HistoryAppend -benchtime 200000x ./agent/store/
+func BenchmarkHistoryAppend(b *testing.B) {
+	payload := make([]byte, 345)
+	for _, v := range []string{"log", "badger"} {
+		b.Run(v, func(b *testing.B) {
+			s, err := Open(b.TempDir(), Options{history: historyOptions{maintainEvery: -1}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			hist := s.hist
+			defer func() { s.hist = hist; s.Close() }()
+			if v == "badger" {
+				s.hist = nil // AppendHistory takes the in-memory store's path
+			}
+			batch := make([]Record, 512)
+			at := time.Now()
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += len(batch) {
+				n := min(len(batch), b.N-i)
+				for k := range batch[:n] {
+					id := fmt.Sprintf("camera-%d", i+k)
+					batch[k] = Record{Tenant: "camera", ID: id, At: at.Add(time.Duration(i+k) * time.Microsecond),
+						InputDigest: "0123456789abcdef", ResultPayload: payload}
+				}
+				if err := s.AppendHistory(batch[:n], 7*24*time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if v == "log" {
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(b.N), "heap-B/record")
+				b.ReportMetric(float64(hist.wal.Stats().Bytes)/float64(b.N), "file-B/record")
+				if got := hist.records(); got != b.N {
+					b.Fatalf("%d records indexed, want %d", got, b.N)
+				}
+			}
+		})
+	}
+}

@@ -237,6 +237,11 @@ func crash(s *Store) {
 		<-s.jnl.stopped
 	}
 	s.jnl.wal.Close() // the files stay as they are
+	if s.hist.started {
+		close(s.hist.stop)
+		<-s.hist.stopped
+	}
+	s.hist.wal.Close()
 	s.db.Close()
 }
 
