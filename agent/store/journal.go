@@ -19,9 +19,9 @@ import (
 // records is made durable with one write; a lookup is a map lookup, and a
 // pread of the record when the key is there; a segment file is deleted
 // once every record in it has expired. Badger never sees a dedupe record
-// (only those an older version put there, read until they expire), so its
-// memory-mapped value log and tables hold history, settings and profiles
-// only.
+// (only those an older version put there, read until they expire), nor a
+// history record (historylog.go), so its memory-mapped value log and
+// tables hold settings and profiles, and what an older version left.
 //
 // The index maps a 64-bit hash of the key (hash/maphash, seeded per
 // process, so a tenant cannot choose ids that collide) to the record's

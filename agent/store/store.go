@@ -114,10 +114,10 @@ func Open(dir string, opt Options) (*Store, error) {
 		// Badger refuses values over the threshold).
 		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
 	} else {
-		// Results and history records (a few hundred bytes each) go to the
-		// value log, and the LSM tree keeps keys and pointers: at ~2000
-		// requests/s, compacting the records themselves held hundreds of
-		// MiB in table builders.
+		// Large values (history records, when they lived in Badger; an
+		// older version's still do) go to the value log, and the LSM tree
+		// keeps keys and pointers: at ~2000 requests/s, compacting the
+		// records themselves held hundreds of MiB in table builders.
 		bo = bo.WithValueThreshold(valueThreshold)
 	}
 	db, err := badger.Open(bo)
@@ -166,7 +166,8 @@ func Open(dir string, opt Options) (*Store, error) {
 // ~20 s, so five of them kept trimmed history in the memory-mapped value
 // log for over a minute and a half longer. Compacting after every flush
 // rewrites a few 2 MiB tables (history keys grow in time order, trims
-// delete the oldest).
+// delete the oldest). History now lives in the history log; this and
+// gcEvery matter for what an older version left in Badger.
 const numLevelZeroTables = 1
 
 // valueThreshold is the value size from which Badger keeps values in the
