@@ -17,7 +17,7 @@ var ErrReadOnly = errors.New("data folder is read-only")
 
 // keptFromReadOnly are the key prefixes copied from a read-only store into
 // the in-memory one: what the agent needs to serve as configured.
-var keptFromReadOnly = []string{"tenant/", "profile/"}
+var keptFromReadOnly = []string{"tenant/", "profile/", "validation/"}
 
 // OpenWritableOrMemory opens the store in dir like Open. When dir cannot be
 // written to, it returns an in-memory store holding the tenant settings and

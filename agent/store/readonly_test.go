@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/delen-edge/delen/agent/store"
+	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -48,6 +49,13 @@ func TestOpenWritableOrMemory(t *testing.T) {
 		if err := st.PutTenant("cam1", schema.Settings{Weight: w}); err != nil {
 			t.Fatal(err)
 		}
+		prof := &profile.Profile{Model: "m", Version: "1", Device: "dev", EnergySource: "model",
+			Stages:     []profile.StageStats{{Stage: 0, Runs: 10, LatencyMS: profile.Quantiles{P50: 1, P95: 2, P99: 3}}},
+			Exits:      []profile.ExitStats{{Exit: 1, Accuracy: 0.9}},
+			Validation: &profile.Validation{Confidence: [][]float32{{0.5, 0.9}}, Correct: [][]bool{{false, true}}}}
+		if err := st.PutProfile(prof); err != nil {
+			t.Fatal(err)
+		}
 		if err := st.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -66,6 +74,9 @@ func TestOpenWritableOrMemory(t *testing.T) {
 		tenants, err := st.Tenants()
 		if err != nil || tenants["cam1"].Weight != w {
 			t.Fatalf("tenants carried over: %+v, %v; want cam1 with weight %g", tenants, err, w)
+		}
+		if got, err := st.Profile("m", "1", "dev"); err != nil || got.Validation == nil || len(got.Validation.Confidence[0]) != 2 {
+			t.Fatalf("profile carried over: %+v, %v; want its validation data", got, err)
 		}
 		// Writes work, in memory.
 		if err := st.AppendHistory([]store.Record{{Result: &schema.Result{Tenant: "cam1", ID: "r1"}}}, time.Hour); err != nil {
