@@ -2,6 +2,7 @@ package agentbench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/models/mnist"
+	"github.com/delen-edge/delen/models/profile"
 	"github.com/delen-edge/delen/schema"
 )
 
@@ -72,6 +75,11 @@ type CPUSide struct {
 	// binary and libraries), from /proc/PID/status.
 	AnonMiB float64 `json:"rss_anon_mib"`
 	FileMiB float64 `json:"rss_file_mib"`
+	// P50MS and P99MS are the round trips the load generator saw, from
+	// publishing a request to receiving its served answer, over the
+	// answers received in the interval (0 for a broker's row).
+	P50MS float64 `json:"p50_ms,omitempty"`
+	P99MS float64 `json:"p99_ms,omitempty"`
 }
 
 // CPUResult is the agent's CPU per request against a bare paho responder's
@@ -387,6 +395,11 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 	// served, and counting it would make a server that refuses look
 	// cheaper. The responder echoes the request, which has no status.
 	var answered, refused atomic.Int64
+	// The round trips of the answers received while measuring.
+	var sentAt [sendRing]atomic.Int64 // by sequence number, Unix ns
+	var measuring atomic.Bool
+	var latMu sync.Mutex
+	var lats []float64
 	if err := c.Subscribe(topics.Results("bench"), 1, func(m broker.Message) {
 		m.Ack()
 		if r, _, err := schema.DecodeResult(m.Payload(), 1<<20); err == nil && (r.Status == schema.StatusError || r.Status == schema.StatusShed) {
@@ -394,6 +407,17 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 			return
 		}
 		answered.Add(1)
+		if !measuring.Load() {
+			return
+		}
+		if n, ok := answerSeq(m.Payload()); ok {
+			if t0 := sentAt[n%sendRing].Load(); t0 > 0 {
+				ms := float64(time.Now().UnixNano()-t0) / 1e6
+				latMu.Lock()
+				lats = append(lats, ms)
+				latMu.Unlock()
+			}
+		}
 	}); err != nil {
 		return CPUSide{}, nil, err
 	}
@@ -422,7 +446,9 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 	next := func() []byte {
 		n := seq.Add(1)
 		p := payloads[n%int64(len(payloads))]
-		return reID(p, n)
+		out := reID(p, n)
+		sentAt[n%sendRing].Store(time.Now().UnixNano())
+		return out
 	}
 	gen := &generator{c: c, topic: topics.Requests("bench"), rate: o.Rate, next: next}
 	genCtx, stopGen := context.WithCancel(ctx)
@@ -449,6 +475,7 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 		}
 	}
 	a0, s0, r0 := answered.Load(), gen.sent.Load(), refused.Load()
+	measuring.Store(true)
 	progress(fmt.Sprintf("%s: measuring for %s at %.0f/s", name, o.Duration, o.Rate))
 	select {
 	case <-time.After(o.Duration):
@@ -462,7 +489,12 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 		return CPUSide{}, nil, err
 	}
 	a1, s1, r1 := answered.Load(), gen.sent.Load(), refused.Load()
+	measuring.Store(false)
 	side := CPUSide{PID: pid, Sent: int(s1 - s0), Answered: int(a1 - a0), Refused: int(r1 - r0), CPUSeconds: cpu1 - cpu0}
+	latMu.Lock()
+	slices.Sort(lats)
+	side.P50MS, side.P99MS = profile.Quantile(lats, 0.5), profile.Quantile(lats, 0.99)
+	latMu.Unlock()
 	side.AnonMiB, side.FileMiB = procRSS(pid)
 	if side.Answered > 0 {
 		side.MicrosPerRequest = side.CPUSeconds / float64(side.Answered) * 1e6
@@ -542,6 +574,29 @@ func mnistPayloads(n int) ([][]byte, error) {
 		out[i] = b
 	}
 	return out, nil
+}
+
+// sendRing is how many requests' send times measure keeps (by sequence
+// number): more than a run sends in the longest round trip it measures.
+const sendRing = 1 << 18
+
+// answerSeq finds the sequence number in an answer: the id reID wrote
+// ("id-" and 12 digits), which the agent's result, the responder's echo
+// and the Node.js service's result all carry.
+func answerSeq(p []byte) (int64, bool) {
+	for off := 0; ; {
+		i := bytes.Index(p[off:], []byte("id-"))
+		if i < 0 {
+			return 0, false
+		}
+		i += off + len("id-")
+		if i+12 <= len(p) {
+			if n, err := strconv.ParseInt(string(p[i:i+12]), 10, 64); err == nil && n >= 0 {
+				return n, true
+			}
+		}
+		off = i
+	}
 }
 
 // idMark is a fixed-length id that reID overwrites in the encoded request.

@@ -71,6 +71,44 @@ func TestReIDGivesEachRequestItsID(t *testing.T) {
 	}
 }
 
+// TestAnswerSeq: the sequence number bench cpu times an answer by is found
+// in each kind of answer: the agent's result (msgpack and JSON), the
+// responder's echo of the request, and not in a payload without an id.
+func TestAnswerSeq(t *testing.T) {
+	ps, err := mnistPayloads(1)
+	if err != nil {
+		t.Skipf("MNIST: %v", err)
+	}
+	result := func(enc schema.Encoding, id string) []byte {
+		b, err := schema.EncodeResult(&schema.Result{V: schema.Version, ID: id, Tenant: "bench", Model: "mnist-ee", Status: schema.StatusOK}, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cases := []struct {
+		name    string
+		payload []byte
+		want    int64
+		ok      bool
+	}{
+		{"echoed request", reID(ps[0], 42), 42, true},
+		{"msgpack result", result(schema.MsgPack, "id-000000000007"), 7, true},
+		{"JSON result", result(schema.JSON, "id-999999999999"), 999_999_999_999, true},
+		{"an id- that is not one first", append([]byte("xid-12ab"), result(schema.MsgPack, "id-000000000123")...), 123, true},
+		{"no id", result(schema.MsgPack, "cam-1"), 0, false},
+		{"cut short", []byte("id-0000"), 0, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n, ok := answerSeq(c.payload)
+			if n != c.want || ok != c.ok {
+				t.Errorf("answerSeq = %d, %v; want %d, %v", n, ok, c.want, c.ok)
+			}
+		})
+	}
+}
+
 // TestNodeServiceParses: the Node.js baseline that bench cpu --node runs
 // is valid JavaScript (node --check), and its package pins the packages
 // it imports.

@@ -236,12 +236,8 @@ ratios of one run.`,
 				if asJSON {
 					return printJSON(cmd.OutOrStdout(), r)
 				}
-				rows := [][]string{}
-				for _, s := range []*agentbench.CPUSide{&r.Agent, &r.Other} {
-					rows = append(rows, []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered), fmt.Sprint(s.Refused),
-						fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest), fmt.Sprintf("%.0f", s.AnonMiB), fmt.Sprintf("%.0f", s.FileMiB)})
-				}
-				if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "SERVED", "REFUSED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
+				rows := [][]string{cpuRow(&r.Agent), cpuRow(&r.Other)}
+				if err := table(cmd.OutOrStdout(), cpuHeader, rows); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "broker %s, %.0f req/s each for %.0f s, side by side: this build ÷ %s %.2f\n",
@@ -256,25 +252,21 @@ ratios of one run.`,
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), r)
 			}
-			row := func(s *agentbench.CPUSide) []string {
-				return []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered), fmt.Sprint(s.Refused),
-					fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest), fmt.Sprintf("%.0f", s.AnonMiB), fmt.Sprintf("%.0f", s.FileMiB)}
-			}
-			rows := [][]string{row(&r.Agent)}
+			rows := [][]string{cpuRow(&r.Agent)}
 			if r.AgentBroker != nil {
-				rows = append(rows, row(r.AgentBroker))
+				rows = append(rows, cpuRow(r.AgentBroker))
 			}
-			rows = append(rows, row(&r.Responder))
+			rows = append(rows, cpuRow(&r.Responder))
 			if r.ResponderBroker != nil {
-				rows = append(rows, row(r.ResponderBroker))
+				rows = append(rows, cpuRow(r.ResponderBroker))
 			}
 			if r.Node != nil {
-				rows = append(rows, row(r.Node))
+				rows = append(rows, cpuRow(r.Node))
 				if r.NodeBroker != nil {
-					rows = append(rows, row(r.NodeBroker))
+					rows = append(rows, cpuRow(r.NodeBroker))
 				}
 			}
-			if err := table(cmd.OutOrStdout(), []string{"SIDE", "PID", "SENT", "SERVED", "REFUSED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB"}, rows); err != nil {
+			if err := table(cmd.OutOrStdout(), cpuHeader, rows); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "broker %s, %.0f req/s for %.0f s: agent ÷ responder %.2f; with their brokers %.2f\n",
@@ -340,4 +332,20 @@ func newBenchBrokerCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "`address`")
 	return c
+}
+
+// cpuHeader and cpuRow are the columns of `bench cpu`'s table: one row
+// per process measured.
+var cpuHeader = []string{"SIDE", "PID", "SENT", "SERVED", "REFUSED", "CPU_S", "US_PER_REQ", "ANON_MIB", "FILE_MIB", "P50_MS", "P99_MS"}
+
+func cpuRow(s *agentbench.CPUSide) []string {
+	lat := func(v float64) string {
+		if v == 0 {
+			return "-" // a broker's row: the round trips are its client's
+		}
+		return fmt.Sprintf("%.2f", v)
+	}
+	return []string{s.Name, fmt.Sprint(s.PID), fmt.Sprint(s.Sent), fmt.Sprint(s.Answered), fmt.Sprint(s.Refused),
+		fmt.Sprintf("%.2f", s.CPUSeconds), fmt.Sprintf("%.1f", s.MicrosPerRequest), fmt.Sprintf("%.0f", s.AnonMiB), fmt.Sprintf("%.0f", s.FileMiB),
+		lat(s.P50MS), lat(s.P99MS)}
 }
