@@ -32,12 +32,7 @@ func TestPutDedupesGroupSurvivesReopen(t *testing.T) {
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(DedupeKey("old", "1"), old) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if s, err = Open(dir, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	s = reopen(t, s, dir)
 	defer s.Close()
 	for _, i := range []int{0, 1, 2999, 4999} {
 		d, err := s.GetDedupe("cam", fmt.Sprint(i))

@@ -125,12 +125,7 @@ func TestHistoryReadsOldAndNewRecords(t *testing.T) {
 	if err := s.AppendHistory(newOnes, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if s, err = Open(dir, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	s = reopen(t, s, dir)
 	defer s.Close()
 	got, err := s.History("cam", time.Time{}, 0)
 	if err != nil {

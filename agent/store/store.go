@@ -235,56 +235,41 @@ func (s *Store) roomToWrite() error {
 	return s.spaceErr
 }
 
-// findOldDedupes looks (keys only) for dedupe records that an older
-// version kept in Badger, and sets how long lookups look there for them.
+// findOldDedupes looks for dedupe records that an older version kept in
+// Badger, and sets how long lookups look there for them.
 func (s *Store) findOldDedupes() error {
-	var until uint64
-	n := 0
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("dedupe/")})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-			if e := it.Item().ExpiresAt(); e == 0 {
-				until = math.MaxUint64
-			} else {
-				until = max(until, e)
-			}
-		}
-		return nil
-	})
-	if n > 0 {
-		s.log.Info("store: dedupe records of an older version found in Badger; looked up until they expire",
-			"records", n, "until", time.Unix(int64(min(until, math.MaxInt32)), 0).UTC())
-	}
-	s.oldDedupes.Store(until)
-	return err
+	return s.findOld("dedupe/", "dedupe records of an older version found in Badger; looked up until they expire", &s.oldDedupes)
 }
 
-// findOldHistory looks (keys only) for history records that an older
-// version kept in Badger, and sets how long queries and trims take them
-// in.
+// findOldHistory looks for history records that an older version kept in
+// Badger, and sets how long queries and trims take them in.
 func (s *Store) findOldHistory() error {
-	var until uint64
+	return s.findOld("hist/", "history records of an older version found in Badger; read until they expire or are trimmed", &s.oldHistory)
+}
+
+// findOld counts (keys only) Badger's records under prefix, logs msg when
+// there are any, and stores in until when the last of them expires (Unix
+// seconds; 0 none, MaxUint64 no end).
+func (s *Store) findOld(prefix, msg string, until *atomic.Uint64) error {
+	var last uint64
 	n := 0
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("hist/")})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			n++
 			if e := it.Item().ExpiresAt(); e == 0 {
-				until = math.MaxUint64
+				last = math.MaxUint64
 			} else {
-				until = max(until, e)
+				last = max(last, e)
 			}
 		}
 		return nil
 	})
 	if n > 0 {
-		s.log.Info("store: history records of an older version found in Badger; read until they expire or are trimmed",
-			"records", n, "until", time.Unix(int64(min(until, math.MaxInt32)), 0).UTC())
+		s.log.Info("store: "+msg, "records", n, "until", time.Unix(int64(min(last, math.MaxInt32)), 0).UTC())
 	}
-	s.oldHistory.Store(until)
+	until.Store(last)
 	return err
 }
 

@@ -11,6 +11,19 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
+// reopen closes s and opens the store in dir again.
+func reopen(t testing.TB, s *Store, dir string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestProfileSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir, Options{})
@@ -172,12 +185,7 @@ func TestProfileValidationWrittenOnce(t *testing.T) {
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(profileKey("old", "1", "dev"), b) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if s, err = Open(dir, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	s = reopen(t, s, dir)
 	defer s.Close()
 	all, err := s.Profiles()
 	if err != nil || len(all) != 2 {
