@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/delen-edge/delen/internal/atomicfile"
 	"github.com/delen-edge/delen/internal/wal"
 )
 
@@ -30,7 +31,8 @@ import (
 //
 // A trim drops the oldest index entries of a tenant and remembers the
 // newest arrival it dropped (the tenant's cut) in a small file beside the
-// segments (trims.json, written to a temporary file and renamed): the
+// segments (trims.json, replaced through internal/atomicfile: written to
+// a temporary file, fsynced, renamed over it, the folder fsynced): the
 // rebuild skips a tenant's records that arrived at or before its cut, and
 // those past their expiry, so what a trim or the TTL removed does not come
 // back after a restart, and a tenant holds no more records after a reopen
@@ -334,8 +336,10 @@ func (h *historyLog) pruneCuts() bool {
 	return pruned
 }
 
-// saveCuts writes the cuts when they changed since the last save. h.tmu
-// is held.
+// saveCuts writes the cuts when they changed since the last save,
+// crash-safely (atomicfile: a temporary file fsynced and renamed over the
+// old one, the folder fsynced), so that a saved trim holds across a power
+// cut too. h.tmu is held.
 func (h *historyLog) saveCuts() error {
 	h.mu.Lock()
 	if !h.dirty {
@@ -346,10 +350,7 @@ func (h *historyLog) saveCuts() error {
 	h.dirty = false
 	h.mu.Unlock()
 	if err == nil {
-		name := filepath.Join(h.dir, cutsFile)
-		if err = os.WriteFile(name+".tmp", b, 0o644); err == nil {
-			err = os.Rename(name+".tmp", name)
-		}
+		err = atomicfile.WriteFile(filepath.Join(h.dir, cutsFile), b, 0o644)
 	}
 	if err != nil {
 		h.mu.Lock()

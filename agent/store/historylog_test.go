@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delen-edge/delen/internal/atomicfile"
 	"github.com/delen-edge/delen/internal/wal"
 	"github.com/delen-edge/delen/schema"
 	badger "github.com/dgraph-io/badger/v4"
@@ -148,9 +151,11 @@ func TestHistoryLogQueries(t *testing.T) {
 }
 
 // TestHistoryLogTrimsSurviveReopen: what a trim removed stays removed
-// after a clean reopen and after a crash, whatever keep the next trim
-// asks for, and a tenant holds as many records after the reopen as
-// before it.
+// after a clean reopen, after a crash, and after a crash that left a
+// half-written temporary trims file behind (killed mid-save), whatever
+// keep the next trim asks for, and a tenant holds as many records after
+// the reopen as before it; a trim after such a reopen is saved and holds
+// across the next reopen.
 func TestHistoryLogTrimsSurviveReopen(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -165,7 +170,7 @@ func TestHistoryLogTrimsSurviveReopen(t *testing.T) {
 		{"keep all", 10, 10, 2, 100, idRange("a", 0, 12), 0},
 		{"keep more than held", 10, 100, 0, 1000, idRange("a", 0, 10), 0},
 	} {
-		for _, how := range []string{"close", "crash"} {
+		for _, how := range []string{"close", "crash", "crash mid-save"} {
 			t.Run(tc.name+"/"+how, func(t *testing.T) {
 				dir := t.TempDir()
 				c := &fakeClock{t: histT0}
@@ -190,8 +195,14 @@ func TestHistoryLogTrimsSurviveReopen(t *testing.T) {
 				} else {
 					crash(s)
 				}
+				cuts := filepath.Join(dir, historyDir, cutsFile)
+				if how == "crash mid-save" {
+					if err := os.WriteFile(cuts+atomicfile.TempSuffix, []byte(`{"a":{"at":1`), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
 				s = openHist(t, dir, c, 2<<10)
-				defer s.Close()
+				defer func() { s.Close() }()
 				if got := histIDs(t, s, "a", time.Time{}, 0); !slices.Equal(got, tc.want) {
 					t.Fatalf("after the reopen: %v, want %v", got, tc.want)
 				}
@@ -204,6 +215,22 @@ func TestHistoryLogTrimsSurviveReopen(t *testing.T) {
 				s.hist.maintain(true)
 				if got := histIDs(t, s, "a", time.Time{}, 0); !slices.Equal(got, tc.want) {
 					t.Fatalf("after upkeep: %v, want %v", got, tc.want)
+				}
+				// A trim after the reopen replaces the file (and any
+				// leftover temporary one) and holds across the next.
+				if n, err := s.TrimHistory("b", 2); err != nil || n != 3 {
+					t.Fatalf("TrimHistory(b, 2) after the reopen = %d, %v; want 3", n, err)
+				}
+				if _, err := os.Stat(cuts + atomicfile.TempSuffix); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("temporary trims file left after a save (%v)", err)
+				}
+				crash(s)
+				s = openHist(t, dir, c, 2<<10)
+				if got := histIDs(t, s, "b", time.Time{}, 0); !slices.Equal(got, idRange("b", 3, 5)) {
+					t.Errorf("b after its trim and a crash: %v, want %v", got, idRange("b", 3, 5))
+				}
+				if got := histIDs(t, s, "a", time.Time{}, 0); !slices.Equal(got, tc.want) {
+					t.Errorf("a after b's trim and a crash: %v, want %v", got, tc.want)
 				}
 			})
 		}
