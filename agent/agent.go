@@ -527,10 +527,19 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, cfg.HistoryMaxRecords, a.log, a.metrics)
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_bytes",
-		Help: "Size of the Badger store on disk (LSM tree and value log)."}, func() float64 { return float64(cfg.Store.Size()) }))
+		Help: "Size of the store on disk (Badger's LSM tree and value log, the dedupe journal and the history log)."}, func() float64 { return float64(cfg.Store.Size()) }))
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_dedupe_records",
 		Help: "Dedupe records indexed in the store's dedupe journal, expired ones until their segment file is deleted (0 for an in-memory store)."},
 		func() float64 { return float64(cfg.Store.DedupeRecords()) }))
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_history_log_bytes",
+		Help: "Size of the store's history log on disk (its segment files; 0 for an in-memory store)."},
+		func() float64 { return float64(cfg.Store.HistoryLog().Bytes) }))
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_history_log_segments",
+		Help: "Segment files of the store's history log, the one written to included (0 for an in-memory store)."},
+		func() float64 { return float64(cfg.Store.HistoryLog().Segments) }))
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_history_records",
+		Help: "History records indexed in the store's history log, expired ones until the next upkeep round (10 s; 0 for an in-memory store)."},
+		func() float64 { return float64(cfg.Store.HistoryLog().Records) }))
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_persistent",
 		Help: "1 when the store is on disk; 0 when it is in memory (a read-only data folder): history, dedupe records and settings changes are lost at exit."},
 		func() float64 {

@@ -282,6 +282,81 @@ func TestHistoryLogExpiry(t *testing.T) {
 	}
 }
 
+// TestHistoryLogStats: what HistoryLog reports (the metrics' source) is
+// the history log's files on disk, their size, and the records a query
+// can return, through appends, a trim, expiry and upkeep, and a reopen;
+// an in-memory store reports nothing.
+func TestHistoryLogStats(t *testing.T) {
+	dir := t.TempDir()
+	c := &fakeClock{t: histT0}
+	s := openHist(t, dir, c, 2<<10)
+	defer func() { s.Close() }()
+	for _, step := range []struct {
+		name        string
+		do          func(t *testing.T)
+		wantRecords int
+	}{
+		{"empty", func(*testing.T) {}, 0},
+		{"appended", func(t *testing.T) {
+			if err := s.AppendHistory(histRecs("a", 0, 40, 30), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AppendHistory(histRecs("b", 0, 10, 30), 2*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}, 50},
+		{"a trimmed to 15", func(t *testing.T) {
+			if _, err := s.TrimHistory("a", 15); err != nil {
+				t.Fatal(err)
+			}
+		}, 25},
+		{"upkeep", func(*testing.T) { s.hist.maintain(true) }, 25},
+		{"a expired, upkeep", func(*testing.T) { c.add(90 * time.Minute); s.hist.maintain(true) }, 10},
+		{"reopened", func(t *testing.T) {
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openHist(t, dir, c, 2<<10)
+		}, 10},
+	} {
+		step.do(t)
+		got := s.HistoryLog()
+		var ids int
+		for _, tenant := range []string{"a", "b"} {
+			ids += len(histIDs(t, s, tenant, time.Time{}, 0))
+		}
+		if got.Records != step.wantRecords || got.Records != ids {
+			t.Errorf("%s: %d records reported, %d returned; want %d", step.name, got.Records, ids, step.wantRecords)
+		}
+		files := historyFiles(t, dir)
+		var size int64
+		for _, f := range files {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			size += fi.Size()
+		}
+		if got.Segments != len(files) || got.Bytes != size {
+			t.Errorf("%s: %d segments of %d bytes reported; on disk %d files, %d bytes", step.name, got.Segments, got.Bytes, len(files), size)
+		}
+		if step.wantRecords > 0 && (got.Segments < 2 || got.Bytes == 0) {
+			t.Errorf("%s: %d segments of %d bytes for %d records: the test means several segments", step.name, got.Segments, got.Bytes, got.Records)
+		}
+	}
+	mem, err := Open("", Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	if err := mem.AppendHistory(histRecs("a", 0, 3, 30), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := mem.HistoryLog(); got != (HistoryLogStats{}) {
+		t.Errorf("in-memory store: %+v, want zeros", got)
+	}
+}
+
 // TestHistoryLogCompaction: a fast tenant trimmed to a few records and a
 // slow one that keeps all of its; the upkeep deletes dead segments and
 // copies the slow tenant's records out of mostly dead ones, so that the

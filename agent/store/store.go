@@ -314,6 +314,28 @@ func (s *Store) DedupeRecords() int {
 	return s.jnl.records()
 }
 
+// HistoryLogStats is the extent of the history log (historylog.go).
+type HistoryLogStats struct {
+	// Bytes is the size of its segment files.
+	Bytes int64
+	// Segments counts its segment files, the one written to included.
+	Segments int
+	// Records counts the records its index holds: what History can
+	// return, plus those expired since the last upkeep round (10 s).
+	Records int
+}
+
+// HistoryLog reports the history log's files and records: zeros for an
+// in-memory store, whose history is in Badger. History an older version
+// left in Badger is not counted.
+func (s *Store) HistoryLog() HistoryLogStats {
+	if s.hist == nil {
+		return HistoryLogStats{}
+	}
+	w := s.hist.wal.Stats()
+	return HistoryLogStats{Bytes: w.Bytes, Segments: w.Segments, Records: s.hist.records()}
+}
+
 // now is the clock dedupe records expire by: the journal's (tests set it).
 func (s *Store) now() time.Time {
 	if s.jnl != nil {

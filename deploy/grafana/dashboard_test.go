@@ -173,16 +173,34 @@ func get(t *testing.T, u string) []byte {
 	return b
 }
 
+// sample is the value of the unlabelled series name in a /metrics body.
+func sample(body []byte, name string) (float64, bool) {
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f, true
+			}
+		}
+	}
+	return 0, false
+}
+
 // TestMetricsFollowPrometheusConventions runs promtool check metrics on
 // the /metrics of an agent that has served every kind of result, so that
-// every series family has samples: promtool must find nothing to say.
+// every series family has samples: promtool must find nothing to say. The
+// history log's gauges show the history written: as many records as
+// delen_history_written_total (no trim, no expiry yet), in segment files
+// of some bytes.
 func TestMetricsFollowPrometheusConventions(t *testing.T) {
 	promtool := need(t, "promtool")
 	la := startAgent(t)
 	la.wait(t, la.send(t, 0))
-	// The dropped message has no result to wait for: poll until it is counted.
+	// The dropped message has no result to wait for, and history is
+	// written in batches every 200 ms: poll until both show.
 	var body []byte
 	var missing []string
+	var history string
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		body, missing = get(t, la.metricsURL), nil
 		for _, name := range []string{"delen_requests_total", "delen_exits_total", "delen_energy_joules_total",
@@ -191,13 +209,25 @@ func TestMetricsFollowPrometheusConventions(t *testing.T) {
 				missing = append(missing, name)
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) {
+		written, _ := sample(body, "delen_history_written_total")
+		records, _ := sample(body, "delen_history_records")
+		segments, _ := sample(body, "delen_history_log_segments")
+		size, _ := sample(body, "delen_history_log_bytes")
+		history = ""
+		if written == 0 || records != written || segments < 1 || size <= 0 {
+			history = fmt.Sprintf("delen_history_written_total %v, delen_history_records %v, delen_history_log_segments %v, delen_history_log_bytes %v",
+				written, records, segments, size)
+		}
+		if (len(missing) == 0 && history == "") || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond) // polling /metrics
 	}
 	if len(missing) > 0 {
 		t.Errorf("/metrics has no samples of %v", missing)
+	}
+	if history != "" {
+		t.Errorf("the history log's gauges do not show the history written: %s", history)
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)
