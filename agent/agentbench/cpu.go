@@ -58,16 +58,24 @@ type CPUOptions struct {
 type CPUSide struct {
 	Name string `json:"name"`
 	PID  int    `json:"pid"`
-	// Answered is how many served answers the load generator received in
-	// the interval (status ok or late; for the responder, every echo),
-	// Refused how many error and shed answers (not counted in Answered),
-	// Sent how many requests it sent.
+	// Sent is how many requests the load generator sent in the interval;
+	// Answered how many of those got a served answer (status ok or late;
+	// for the responder, its echo), Refused how many an error or shed
+	// answer, each request counted once by its id (a repeated answer does
+	// not count again) and whether its answer came in the interval or
+	// after it (the generator goes on at the same rate while it waits for
+	// the last answers, until none has come for 2 s). Answered + Refused
+	// ≤ Sent; the rest got no answer. Answers to requests sent before the
+	// interval (the warm-up's, still in flight at its start) do not count.
 	Sent     int `json:"sent"`
 	Answered int `json:"answered"`
 	Refused  int `json:"refused"`
 	// CPUSeconds is user + system time (from /proc/PID/stat).
 	CPUSeconds float64 `json:"cpu_seconds"`
-	// MicrosPerRequest is CPUSeconds per served (answered) request, in µs.
+	// MicrosPerRequest is CPUSeconds per served (answered) request, in
+	// µs: the server's cost of a request when it keeps up (Answered =
+	// Sent). One that falls behind spends the interval's CPU on earlier
+	// requests too, and the figure then overstates its cost.
 	MicrosPerRequest float64 `json:"us_per_request"`
 	// AnonMiB and FileMiB are the process's resident memory at the end of
 	// the interval, anonymous (heap, stacks, ONNX Runtime's buffers) and
@@ -77,7 +85,7 @@ type CPUSide struct {
 	FileMiB float64 `json:"rss_file_mib"`
 	// P50MS and P99MS are the round trips the load generator saw, from
 	// publishing a request to receiving its served answer, over the
-	// answers received in the interval (0 for a broker's row).
+	// interval's requests answered (0 for a broker's row).
 	P50MS float64 `json:"p50_ms,omitempty"`
 	P99MS float64 `json:"p99_ms,omitempty"`
 }
@@ -377,7 +385,9 @@ func CPUPair(ctx context.Context, o CPUOptions) (*CPUPairResult, error) {
 }
 
 // measure waits for the side to be ready, sends at o.Rate for o.Warmup,
-// then measures the processes' CPU over o.Duration. ready, when not nil,
+// then measures the processes' CPU over o.Duration, then waits, still
+// sending, for the answers to the interval's requests (intervalAnswers,
+// drain). ready, when not nil,
 // is called once the side is ready and returns when the load may start
 // (so that two sides start together).
 func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][]byte, pid, brokerPID int, isAgent bool,
@@ -394,30 +404,24 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 	// old build's overloaded) costs the server far less than a request
 	// served, and counting it would make a server that refuses look
 	// cheaper. The responder echoes the request, which has no status.
-	var answered, refused atomic.Int64
-	// The round trips of the answers received while measuring.
+	// Answers count by request id, for the requests sent in the interval
+	// alone (intervalAnswers).
+	var ans intervalAnswers
+	var seq atomic.Int64              // the last request's sequence number
 	var sentAt [sendRing]atomic.Int64 // by sequence number, Unix ns
-	var measuring atomic.Bool
-	var latMu sync.Mutex
-	var lats []float64
 	if err := c.Subscribe(topics.Results("bench"), 1, func(m broker.Message) {
 		m.Ack()
-		if r, _, err := schema.DecodeResult(m.Payload(), 1<<20); err == nil && (r.Status == schema.StatusError || r.Status == schema.StatusShed) {
-			refused.Add(1)
-			return
+		n, ok := answerSeq(m.Payload())
+		if !ok || n > seq.Load() {
+			return // not an answer to a request of ours
 		}
-		answered.Add(1)
-		if !measuring.Load() {
-			return
+		r, _, err := schema.DecodeResult(m.Payload(), 1<<20)
+		refusal := err == nil && (r.Status == schema.StatusError || r.Status == schema.StatusShed)
+		rtt := -1.0
+		if t0 := sentAt[n%sendRing].Load(); t0 > 0 {
+			rtt = float64(time.Now().UnixNano()-t0) / 1e6
 		}
-		if n, ok := answerSeq(m.Payload()); ok {
-			if t0 := sentAt[n%sendRing].Load(); t0 > 0 {
-				ms := float64(time.Now().UnixNano()-t0) / 1e6
-				latMu.Lock()
-				lats = append(lats, ms)
-				latMu.Unlock()
-			}
-		}
+		ans.add(n, refusal, rtt)
 	}); err != nil {
 		return CPUSide{}, nil, err
 	}
@@ -442,7 +446,6 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 		ready()
 	}
 	// Each request id once: the agent would answer a repeat from dedupe.
-	var seq atomic.Int64
 	next := func() []byte {
 		n := seq.Add(1)
 		p := payloads[n%int64(len(payloads))]
@@ -452,15 +455,17 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 	}
 	gen := &generator{c: c, topic: topics.Requests("bench"), rate: o.Rate, next: next}
 	genCtx, stopGen := context.WithCancel(ctx)
-	genDone := make(chan error, 1)
-	go func() { genDone <- gen.run(genCtx) }()
-	defer func() { stopGen(); <-genDone }()
+	genDone := make(chan struct{})
+	var genErr error // set when genDone closes
+	go func() { genErr = gen.run(genCtx); close(genDone) }()
+	stopLoad := func() { stopGen(); <-genDone }
+	defer stopLoad()
 
 	progress(name + ": warming up")
 	select {
 	case <-time.After(o.Warmup):
-	case err := <-genDone:
-		return CPUSide{}, nil, err
+	case <-genDone:
+		return CPUSide{}, nil, genErr
 	case <-ctx.Done():
 		return CPUSide{}, nil, ctx.Err()
 	}
@@ -474,13 +479,12 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 			return CPUSide{}, nil, err
 		}
 	}
-	a0, s0, r0 := answered.Load(), gen.sent.Load(), refused.Load()
-	measuring.Store(true)
+	ans.open(seq.Load())
 	progress(fmt.Sprintf("%s: measuring for %s at %.0f/s", name, o.Duration, o.Rate))
 	select {
 	case <-time.After(o.Duration):
-	case err := <-genDone:
-		return CPUSide{}, nil, err
+	case <-genDone:
+		return CPUSide{}, nil, genErr
 	case <-ctx.Done():
 		return CPUSide{}, nil, ctx.Err()
 	}
@@ -488,30 +492,184 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 	if err != nil {
 		return CPUSide{}, nil, err
 	}
-	a1, s1, r1 := answered.Load(), gen.sent.Load(), refused.Load()
-	measuring.Store(false)
-	side := CPUSide{PID: pid, Sent: int(s1 - s0), Answered: int(a1 - a0), Refused: int(r1 - r0), CPUSeconds: cpu1 - cpu0}
-	latMu.Lock()
+	var bcpu1 float64
+	if brokerPID > 0 {
+		if bcpu1, err = procCPU(brokerPID); err != nil {
+			return CPUSide{}, nil, err
+		}
+	}
+	ans.close(seq.Load())
+	anonMiB, fileMiB := procRSS(pid)
+	var brokerAnon, brokerFile float64
+	if brokerPID > 0 {
+		brokerAnon, brokerFile = procRSS(brokerPID)
+	}
+	// The interval's last requests are still on their way: wait for their
+	// answers at the same load, so that their round trips are what they
+	// would be, then stop it.
+	progress(name + ": waiting for the answers to the interval's requests")
+	if err := ans.drain(ctx, drainIdle, max(o.Duration, drainIdle)); err != nil {
+		return CPUSide{}, nil, err
+	}
+	stopLoad()
+	if genErr != nil {
+		return CPUSide{}, nil, genErr
+	}
+	sent, served, refused, lats := ans.result()
+	side := CPUSide{PID: pid, Sent: sent, Answered: served, Refused: refused, CPUSeconds: cpu1 - cpu0,
+		AnonMiB: anonMiB, FileMiB: fileMiB}
 	slices.Sort(lats)
 	side.P50MS, side.P99MS = profile.Quantile(lats, 0.5), profile.Quantile(lats, 0.99)
-	latMu.Unlock()
-	side.AnonMiB, side.FileMiB = procRSS(pid)
 	if side.Answered > 0 {
 		side.MicrosPerRequest = side.CPUSeconds / float64(side.Answered) * 1e6
 	}
 	var bs *CPUSide
 	if brokerPID > 0 {
-		bcpu1, err := procCPU(brokerPID)
-		if err != nil {
-			return CPUSide{}, nil, err
-		}
-		bs = &CPUSide{Name: "broker", PID: brokerPID, Sent: side.Sent, Answered: side.Answered, CPUSeconds: bcpu1 - bcpu0}
-		bs.AnonMiB, bs.FileMiB = procRSS(brokerPID)
+		bs = &CPUSide{Name: "broker", PID: brokerPID, Sent: side.Sent, Answered: side.Answered, CPUSeconds: bcpu1 - bcpu0,
+			AnonMiB: brokerAnon, FileMiB: brokerFile}
 		if side.Answered > 0 {
 			bs.MicrosPerRequest = bs.CPUSeconds / float64(side.Answered) * 1e6
 		}
 	}
 	return side, bs, nil
+}
+
+// drainIdle is how long measure waits for the answers to the interval's
+// last requests after it without any arriving before it gives up on the
+// rest (they count as not answered).
+const drainIdle = 2 * time.Second
+
+// intervalAnswers counts the answers to the requests sent in a measured
+// interval, by sequence number (answerSeq): a request counts once however
+// many answers it gets (a request redelivered to the agent is answered
+// again, from dedupe; a QoS 1 result may arrive twice), its first answer
+// decides whether it was served or refused, and only the requests sent in
+// the interval count, so that the answers to the warm-up's requests still
+// in flight when the interval starts are not counted and answered never
+// exceeds sent. Answers to the interval's requests that arrive after it
+// (its last requests' round trips) count: drain waits for them. Its
+// methods are safe for concurrent use.
+type intervalAnswers struct {
+	mu       sync.Mutex
+	opened   bool
+	from, to int64     // the interval's requests are from < n ≤ to; to < 0 while open
+	state    []uint8   // by n-from-1: answerNone, answerServed, answerRefused
+	rtt      []float32 // by n-from-1: a served answer's round trip, ms; < 0 unknown
+	answered int       // requests of the interval (≤ to once closed) with an answer
+	changed  chan struct{}
+}
+
+const (
+	answerNone uint8 = iota
+	answerServed
+	answerRefused
+)
+
+// open starts the interval: the requests with sequence numbers above from
+// are its own.
+func (a *intervalAnswers) open(from int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.opened, a.from, a.to = true, from, -1
+	a.changed = make(chan struct{}, 1)
+}
+
+// close ends the interval: the requests above to were sent after it. An
+// answer to one of them that already came is forgotten.
+func (a *intervalAnswers) close(to int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.to = max(to, a.from)
+	if n := int(a.to - a.from); n < len(a.state) {
+		for _, st := range a.state[n:] {
+			if st != answerNone {
+				a.answered--
+			}
+		}
+		a.state, a.rtt = a.state[:n], a.rtt[:n]
+	}
+}
+
+// add counts an answer to request n, served or refused, that took rtt ms
+// from publish (< 0 when not known). Answers before open, to requests
+// outside the interval and to a request already answered are ignored.
+func (a *intervalAnswers) add(n int64, refused bool, rtt float64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.opened || n <= a.from || (a.to >= 0 && n > a.to) {
+		return
+	}
+	i := int(n - a.from - 1)
+	for len(a.state) <= i {
+		a.state, a.rtt = append(a.state, answerNone), append(a.rtt, -1)
+	}
+	if a.state[i] != answerNone {
+		return
+	}
+	a.state[i] = answerServed
+	if refused {
+		a.state[i] = answerRefused
+	} else if rtt >= 0 {
+		a.rtt[i] = float32(rtt)
+	}
+	a.answered++
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// complete reports whether every request of a closed interval has an
+// answer.
+func (a *intervalAnswers) complete() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.opened && a.to >= 0 && int64(a.answered) >= a.to-a.from
+}
+
+// drain waits, after close, until every request of the interval has an
+// answer, or no answer has come for idle, or at most limit in all.
+func (a *intervalAnswers) drain(ctx context.Context, idle, limit time.Duration) error {
+	quiet := time.NewTimer(idle)
+	defer quiet.Stop()
+	end := time.NewTimer(limit)
+	defer end.Stop()
+	for !a.complete() {
+		select {
+		case <-a.changed:
+			quiet.Reset(idle)
+		case <-quiet.C:
+			return nil
+		case <-end.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// result is what a closed interval counted: its requests (sent), those
+// served and those refused, each once, and the served ones' round trips
+// in ms (those known).
+func (a *intervalAnswers) result() (sent, served, refused int, rtts []float64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.opened || a.to < 0 {
+		return 0, 0, 0, nil
+	}
+	for i, st := range a.state {
+		switch st {
+		case answerServed:
+			served++
+			if a.rtt[i] >= 0 {
+				rtts = append(rtts, float64(a.rtt[i]))
+			}
+		case answerRefused:
+			refused++
+		}
+	}
+	return int(a.to - a.from), served, refused, rtts
 }
 
 // generator publishes at a fixed rate (open loop), QoS 1, without waiting

@@ -1,13 +1,16 @@
 package agentbench
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/delen-edge/delen/schema"
 )
@@ -106,6 +109,115 @@ func TestAnswerSeq(t *testing.T) {
 				t.Errorf("answerSeq = %d, %v; want %d, %v", n, ok, c.want, c.ok)
 			}
 		})
+	}
+}
+
+// TestIntervalAnswers: what bench cpu reports as sent, served and refused
+// counts each request of the measured interval once, by its id: an answer
+// repeated (a redelivery answered again from dedupe), an answer to a
+// warm-up request still in flight when the interval starts, and one to a
+// request sent after it do not count, so served + refused never exceed
+// sent; the interval's last requests answered after it do count.
+func TestIntervalAnswers(t *testing.T) {
+	type answer struct {
+		n       int64
+		refused bool
+		rtt     float64
+	}
+	served := func(ns ...int64) []answer {
+		var out []answer
+		for _, n := range ns {
+			out = append(out, answer{n: n, rtt: float64(n)})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name                  string
+		before                []answer // before the interval opens
+		from                  int64
+		during                []answer
+		to                    int64
+		after                 []answer // after it closes (the drain)
+		sent, served, refused int
+		rtts                  []float64
+		complete              bool
+	}{
+		{name: "each request once", from: 10, during: served(11, 12, 12, 13, 11), to: 13,
+			sent: 3, served: 3, rtts: []float64{11, 12, 13}, complete: true},
+		{name: "warm-up answers do not count", before: served(3, 4), from: 10, during: served(8, 9, 10, 11), to: 12,
+			after: served(12), sent: 2, served: 2, rtts: []float64{11, 12}, complete: true},
+		{name: "answers after the end count, requests after it do not", from: 0, during: served(1, 3), to: 2,
+			after: served(2, 4, 5), sent: 2, served: 2, rtts: []float64{1, 2}, complete: true},
+		{name: "the first answer decides", from: 0,
+			during: []answer{{n: 1, refused: true}, {n: 1, rtt: 1}, {n: 2, rtt: 2}, {n: 2, refused: true}}, to: 3,
+			sent: 3, served: 1, refused: 1, rtts: []float64{2}},
+		{name: "round trip unknown", from: 0, during: []answer{{n: 1, rtt: -1}, {n: 2, rtt: 0.5}}, to: 2,
+			sent: 2, served: 2, rtts: []float64{0.5}, complete: true},
+		{name: "nothing answered", from: 5, to: 9, after: served(4), sent: 4},
+		{name: "nothing sent", from: 7, during: served(7), to: 7, complete: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var a intervalAnswers
+			add := func(as []answer) {
+				for _, x := range as {
+					a.add(x.n, x.refused, x.rtt)
+				}
+			}
+			add(tc.before)
+			a.open(tc.from)
+			add(tc.during)
+			a.close(tc.to)
+			add(tc.after)
+			sent, served, refused, rtts := a.result()
+			if sent != tc.sent || served != tc.served || refused != tc.refused {
+				t.Errorf("sent %d, served %d, refused %d; want %d, %d, %d", sent, served, refused, tc.sent, tc.served, tc.refused)
+			}
+			if served+refused > sent {
+				t.Errorf("%d answered of %d sent", served+refused, sent)
+			}
+			if !slices.Equal(rtts, tc.rtts) {
+				t.Errorf("round trips %v, want %v", rtts, tc.rtts)
+			}
+			if got := a.complete(); got != tc.complete {
+				t.Errorf("complete = %v, want %v", got, tc.complete)
+			}
+		})
+	}
+}
+
+// TestIntervalAnswersDrain: the wait after the interval ends as soon as
+// its last request is answered, and gives up when answers stop coming.
+func TestIntervalAnswersDrain(t *testing.T) {
+	drained := func(a *intervalAnswers, idle time.Duration) chan error {
+		done := make(chan error, 1)
+		go func() { done <- a.drain(context.Background(), idle, time.Hour) }()
+		return done
+	}
+	wait := func(t *testing.T, done chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("the drain did not end %s", what)
+		}
+	}
+	var a intervalAnswers
+	a.open(0)
+	a.add(1, false, 1)
+	a.close(2)
+	done := drained(&a, time.Hour)
+	a.add(2, false, 1)
+	wait(t, done, "with every request answered")
+
+	var b intervalAnswers
+	b.open(0)
+	b.close(2)
+	wait(t, drained(&b, time.Millisecond), "with answers no longer coming")
+	if _, served, _, _ := b.result(); served != 0 {
+		t.Errorf("%d served, want 0", served)
 	}
 }
 
