@@ -88,10 +88,13 @@ func TestPlanBookMatchesBruteForce(t *testing.T) {
 // TestPlanBudgets: the hard budget is the time to the deadline on the
 // workers less the work due before it; a request due later that has booked
 // its slack full limits an earlier one to its mandatory stage; the fair
-// share divides the capacity of a bound's worth of time by the arrivals the
-// rate predicts.
+// share divides the capacity of a bound's worth of time (and of the booked
+// work's normal sojourn), less the booked work, by the arrivals the rate
+// predicts.
 func TestPlanBudgets(t *testing.T) {
 	now := time.Unix(5000, 0)
+	// Two workers, a 100 ms bound.
+	capMS := 200 * (1 + shareSojourn)
 	cases := []struct {
 		name      string
 		booked    [][2]float64 // deadline ms from now, work ms
@@ -105,22 +108,22 @@ func TestPlanBudgets(t *testing.T) {
 	}{
 		// Two free workers, but the request's own stages run one after
 		// another: what fits is its time left.
-		{"empty", nil, 100, 10, 0, 100 - planMarginMS, 200, 0, 0, 10},
-		{"work ahead", [][2]float64{{50, 60}, {80, 40}}, 100, 10, 0, 200 - 100 - planMarginMS, 100, 0, 0, 10},
-		{"more work ahead", [][2]float64{{50, 100}, {80, 40}}, 100, 10, 0, 200 - 140 - planMarginMS, 60, 0, 0, 10},
+		{"empty", nil, 100, 10, 0, 100 - planMarginMS, capMS, 0, 0, 10},
+		{"work ahead", [][2]float64{{50, 60}, {80, 40}}, 100, 10, 0, 200 - 100 - planMarginMS, capMS - 100, 0, 0, 10},
+		{"more work ahead", [][2]float64{{50, 100}, {80, 40}}, 100, 10, 0, 200 - 140 - planMarginMS, capMS - 140, 0, 0, 10},
 		// The later request (due at 120 ms, 230 ms booked) has 240 −
 		// 230 = 10 ms of slack: the earlier one may take 10 ms.
-		{"later request's slack", [][2]float64{{120, 230}}, 100, 5, 0, 10, -30, 0, 0, 10},
+		{"later request's slack", [][2]float64{{120, 230}}, 100, 5, 0, 10, capMS - 230, 0, 0, 10},
 		// It has none left: the earlier one still gets its mandatory stage.
-		{"later request full", [][2]float64{{120, 250}}, 100, 5, 0, 5, -50, 0, 0, 10},
-		{"burst predicted", nil, 100, 10, 0.08, 100 - planMarginMS, 200 / 8.0, 0, 0, 10},
+		{"later request full", [][2]float64{{120, 250}}, 100, 5, 0, 5, capMS - 250, 0, 0, 10},
+		{"burst predicted", nil, 100, 10, 0.08, 100 - planMarginMS, capMS / 8, 0, 0, 10},
 		// Stages take 1.5x their profile, give or take 0.25: the next
 		// stage (10 ms) is planned at 2x, the rest of the chain and the
 		// capacity at 1.5x: 10 + x ms fit when 2·10 + 1.5·x ≤ 95.
-		{"slow and unsteady", nil, 100, 10, 0, 10 + (100-planMarginMS-2*10)/1.5, 200 / 1.5, 1.5, 0.25, 10},
+		{"slow and unsteady", nil, 100, 10, 0, 10 + (100-planMarginMS-2*10)/1.5, capMS / 1.5, 1.5, 0.25, 10},
 		// A longer next stage (40 ms) takes more of the margin.
-		{"slow, long next stage", nil, 100, 10, 0, 40 + (100-planMarginMS-2*40)/1.5, 200 / 1.5, 1.5, 0.25, 40},
-		{"slow, work ahead", [][2]float64{{50, 130}}, 100, 10, 0, (200 - 130 - planMarginMS) / 1.5, 70 / 1.5, 1.5, 0.25, 10},
+		{"slow, long next stage", nil, 100, 10, 0, 40 + (100-planMarginMS-2*40)/1.5, capMS / 1.5, 1.5, 0.25, 40},
+		{"slow, work ahead", [][2]float64{{50, 130}}, 100, 10, 0, (200 - 130 - planMarginMS) / 1.5, (capMS - 130) / 1.5, 1.5, 0.25, 10},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
