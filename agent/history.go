@@ -66,15 +66,19 @@ func (h *historyWriter) run() {
 			clear(written)
 			return
 		}
+		// One call for every tenant written to: the history log saves
+		// its cuts (two fsyncs) once per round, not once per tenant.
+		tenants := make([]string, 0, len(written))
 		for tenant := range written {
-			n, err := h.st.TrimHistory(tenant, h.keep)
-			if err != nil {
-				h.log.Warn("history not trimmed", "tenant", tenant, "keep", h.keep, "err", err)
-				continue // tried again at the next trim
-			}
-			delete(written, tenant)
-			h.metrics.historyTrimmed.Add(float64(n))
+			tenants = append(tenants, tenant)
 		}
+		n, err := h.st.TrimHistories(tenants, h.keep)
+		h.metrics.historyTrimmed.Add(float64(n))
+		if err != nil {
+			h.log.Warn("history not trimmed", "tenants", len(tenants), "keep", h.keep, "err", err)
+			return // tried again at the next trim
+		}
+		clear(written)
 	}
 	flush := func() {
 		if len(batch) == 0 {

@@ -441,9 +441,25 @@ func (h *historyLog) count(tenant string) int {
 // queries even when saving the cut fails (the error says so; the save is
 // tried again at the next trim).
 func (h *historyLog) trim(tenant string, keep int) (int, error) {
+	return h.trimAll([]string{tenant}, keep)
+}
+
+// trimAll is trim for each of tenants, with one save of the cuts for all
+// of them (a save is two fsyncs: once per round, not once per tenant).
+func (h *historyLog) trimAll(tenants []string, keep int) (int, error) {
 	keep = max(keep, 0)
 	h.tmu.Lock()
 	defer h.tmu.Unlock()
+	n := 0
+	for _, t := range tenants {
+		n += h.drop(t, keep)
+	}
+	return n, h.saveCuts()
+}
+
+// drop drops tenant's oldest records beyond the newest keep from the index
+// and moves its cut (saveCuts saves it); h.tmu is held.
+func (h *historyLog) drop(tenant string, keep int) int {
 	h.mu.Lock()
 	t := h.tenants[tenant]
 	drop := 0
@@ -471,7 +487,7 @@ func (h *historyLog) trim(tenant string, keep int) (int, error) {
 		}
 	}
 	h.mu.Unlock()
-	return drop, h.saveCuts()
+	return drop
 }
 
 // query returns the records of tenant (every tenant when empty) that

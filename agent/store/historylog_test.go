@@ -150,6 +150,54 @@ func TestHistoryLogQueries(t *testing.T) {
 	}
 }
 
+// TestTrimHistories: trimming several tenants in one call keeps each one's
+// newest records, the trims hold across a crash, and nothing trimmed
+// writes no trims file.
+func TestTrimHistories(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		keep    int
+		trimmed int
+		want    map[string][]string
+	}{
+		{"keep two", 2, 3 + 1, map[string][]string{"a": idRange("a", 3, 5), "b": idRange("b", 1, 3), "c": idRange("c", 0, 1)}},
+		{"keep none", 0, 5 + 3 + 1, map[string][]string{"a": nil, "b": nil, "c": nil}},
+		{"keep all", 10, 0, map[string][]string{"a": idRange("a", 0, 5), "b": idRange("b", 0, 3), "c": idRange("c", 0, 1)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c := &fakeClock{t: histT0}
+			s := openHist(t, dir, c, 2<<10)
+			for name, n := range map[string]int{"a": 5, "b": 3, "c": 1} {
+				if err := s.AppendHistory(histRecs(name, 0, n, 30), time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cuts := filepath.Join(dir, historyDir, cutsFile)
+			before, _ := os.Stat(cuts)
+			n, err := s.TrimHistories([]string{"a", "b", "c"}, tc.keep)
+			if err != nil || n != tc.trimmed {
+				t.Fatalf("TrimHistories = %d, %v; want %d", n, err, tc.trimmed)
+			}
+			after, err := os.Stat(cuts)
+			switch {
+			case tc.trimmed == 0 && err == nil && (before == nil || !os.SameFile(before, after)):
+				t.Errorf("trims file written with nothing trimmed")
+			case tc.trimmed > 0 && err != nil:
+				t.Fatalf("trims file not written: %v", err)
+			}
+			crash(s)
+			s = openHist(t, dir, c, 2<<10)
+			defer s.Close()
+			for name, want := range tc.want {
+				if got := histIDs(t, s, name, time.Time{}, 0); !slices.Equal(got, want) {
+					t.Errorf("%s after a crash: %v, want %v", name, got, want)
+				}
+			}
+		})
+	}
+}
+
 // TestHistoryLogTrimsSurviveReopen: what a trim removed stays removed
 // after a clean reopen, after a crash, and after a crash that left a
 // half-written temporary trims file behind (killed mid-save), whatever

@@ -462,6 +462,25 @@ func (s *Store) TrimHistory(tenant string, keep int) (int, error) {
 	return n + m, err
 }
 
+// TrimHistories is TrimHistory for each of tenants with the same keep; in
+// the history log the cuts of all of them are saved at once. It reports
+// how many records it deleted in all; on an error the trims of the
+// tenants before it hold, and the call may be repeated for all of them.
+func (s *Store) TrimHistories(tenants []string, keep int) (int, error) {
+	if s.hist != nil && s.oldHistory.Load() <= uint64(s.hist.opt.now().Unix()) {
+		return s.hist.trimAll(tenants, max(keep, 0))
+	}
+	n := 0
+	for _, t := range tenants {
+		m, err := s.TrimHistory(t, keep)
+		n += m
+		if err != nil {
+			return n, fmt.Errorf("tenant %s: %w", t, err)
+		}
+	}
+	return n, nil
+}
+
 // trimBadgerHistory deletes tenant's oldest history records in Badger
 // beyond the newest keep. It reads keys only.
 func (s *Store) trimBadgerHistory(tenant string, keep int) (int, error) {
