@@ -698,6 +698,7 @@ func (h *historyLog) compact(ids []uint64) ([]uint64, error) {
 	}
 	var buf, body []byte
 	var offs []int64
+	var written []uint64 // segments holding copies
 	flush := func(ms []move) error {
 		if len(ms) == 0 {
 			return nil
@@ -705,6 +706,9 @@ func (h *historyLog) compact(ids []uint64) ([]uint64, error) {
 		seg, base, err := h.wal.Write(buf)
 		if err != nil {
 			return err
+		}
+		if !slices.Contains(written, seg) {
+			written = append(written, seg)
 		}
 		h.mu.Lock()
 		st := h.seg(seg)
@@ -753,6 +757,13 @@ func (h *historyLog) compact(ids []uint64) ([]uint64, error) {
 	}
 	if err := flush(moves[start:]); err != nil {
 		return nil, err
+	}
+	// The originals are deleted next: the copies must not be only in the
+	// page cache then, or a power cut would lose records that had lived
+	// through many (the log otherwise never syncs, and loses at most what
+	// the kernel had not written back).
+	if err := h.wal.Sync(written...); err != nil {
+		return nil, fmt.Errorf("sync the copies: %w", err)
 	}
 	if err := h.wal.Roll(); err != nil {
 		return nil, err

@@ -387,6 +387,34 @@ func (l *Log) Drop(id uint64) error {
 	return nil
 }
 
+// Sync flushes segments ids to stable storage (fsync) and then the log's
+// folder, so that the segments and their names survive a power cut. The
+// log never syncs on its own: an owner that copies records forward calls
+// it before it deletes the originals. Ids not in the log are skipped.
+func (l *Log) Sync(ids ...uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.segs) == 0 {
+		return errors.New("wal: closed")
+	}
+	for _, s := range l.segs {
+		if slices.Contains(ids, s.id) {
+			if err := s.f.Sync(); err != nil {
+				return fmt.Errorf("wal: sync %s: %w", s.f.Name(), err)
+			}
+		}
+	}
+	d, err := os.Open(l.dir)
+	if err != nil {
+		return fmt.Errorf("wal: sync folder: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("wal: sync folder %s: %w", l.dir, err)
+	}
+	return nil
+}
+
 // Segments lists the ids of the log's segments, oldest first (the active
 // one last).
 func (l *Log) Segments() []uint64 {
