@@ -10,8 +10,11 @@ import (
 // dropHook logs the messages mochi drops instead of delivering because
 // the client's pending writes are full (MaximumClientWritesPending: its
 // connection is not read fast enough). mochi logs it at debug level only,
-// and for a persistent session the message is then not redelivered before
-// the session reconnects: a loss the operator must see. (A full in-flight
+// and for a persistent session it also takes the message out of the
+// session's in-flight set without telling the storage hooks: a reconnect
+// does not resend it, and only the in-flight log (persistHook), which
+// still holds it, delivers it again, at the broker's next start. Until
+// then it is a loss the operator must see. (A full in-flight
 // window mochi logs itself.) The logger collapses repeats into one line
 // per interval with a count.
 type dropHook struct {
