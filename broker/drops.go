@@ -13,8 +13,8 @@ import (
 // and for a persistent session it also takes the message out of the
 // session's in-flight set without telling the storage hooks: a reconnect
 // does not resend it, and only the in-flight log (persistHook), which
-// still holds it, delivers it again, at the broker's next start. Until
-// then it is a loss the operator must see. (A full in-flight
+// still holds it under its packet id until mochi reuses the id, delivers
+// it again, at the broker's next start: a loss the operator must see. (A full in-flight
 // window mochi logs itself.) The logger collapses repeats into one line
 // per interval with a count.
 type dropHook struct {
