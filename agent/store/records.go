@@ -448,7 +448,7 @@ func (s *Store) TrimHistory(tenant string, keep int) (int, error) {
 	if s.hist == nil {
 		return s.trimBadgerHistory(tenant, keep)
 	}
-	if s.oldHistory.Load() <= uint64(s.hist.opt.now().Unix()) {
+	if s.historyInLogOnly() {
 		return s.hist.trim(tenant, keep)
 	}
 	// The log's records are newer than Badger's: Badger keeps what the
@@ -467,7 +467,7 @@ func (s *Store) TrimHistory(tenant string, keep int) (int, error) {
 // how many records it deleted in all; on an error the trims of the
 // tenants before it hold, and the call may be repeated for all of them.
 func (s *Store) TrimHistories(tenants []string, keep int) (int, error) {
-	if s.hist != nil && s.oldHistory.Load() <= uint64(s.hist.opt.now().Unix()) {
+	if s.hist != nil && s.historyInLogOnly() {
 		return s.hist.trimAll(tenants, max(keep, 0))
 	}
 	n := 0
@@ -479,6 +479,13 @@ func (s *Store) TrimHistories(tenants []string, keep int) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// historyInLogOnly reports whether the history log (s.hist, not nil)
+// holds all of the history: the records an older version left in Badger
+// have expired.
+func (s *Store) historyInLogOnly() bool {
+	return s.oldHistory.Load() <= uint64(s.hist.opt.now().Unix())
 }
 
 // trimBadgerHistory deletes tenant's oldest history records in Badger
@@ -533,7 +540,7 @@ func (s *Store) History(tenant string, since time.Time, limit int) ([]Record, er
 	if err != nil {
 		return nil, err
 	}
-	if s.oldHistory.Load() > uint64(s.hist.opt.now().Unix()) {
+	if !s.historyInLogOnly() {
 		old, err := s.badgerHistory(tenant, since, limit)
 		if err != nil {
 			return nil, err

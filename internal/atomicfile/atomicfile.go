@@ -34,7 +34,7 @@ func WriteFile(name string, data []byte, perm fs.FileMode) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("atomicfile: %w", err)
 	}
-	return syncDir(filepath.Dir(name))
+	return SyncDir(filepath.Dir(name))
 }
 
 // writeSynced writes data to a new file name (removing one a crash left
@@ -60,8 +60,9 @@ func writeSynced(name string, data []byte, perm fs.FileMode) error {
 	return nil
 }
 
-// syncDir fsyncs folder dir, so that a rename in it is durable.
-func syncDir(dir string) error {
+// SyncDir fsyncs folder dir, so that the names created, renamed or
+// removed in it are durable (a power cut keeps them).
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("atomicfile: %w", err)

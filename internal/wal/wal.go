@@ -28,6 +28,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/delen-edge/delen/internal/atomicfile"
 )
 
 // Record layout: an 8-byte header (the length of the body, uint32 little
@@ -404,13 +406,8 @@ func (l *Log) Sync(ids ...uint64) error {
 			}
 		}
 	}
-	d, err := os.Open(l.dir)
-	if err != nil {
-		return fmt.Errorf("wal: sync folder: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("wal: sync folder %s: %w", l.dir, err)
+	if err := atomicfile.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("wal: %w", err)
 	}
 	return nil
 }
