@@ -375,61 +375,6 @@ func (l Ceilings) rateLimit(s schema.Settings) float64 {
 	return s.RateLimit
 }
 
-// tenant is one tenant's settings, policy instances and rate limiter.
-type tenant struct {
-	label    string // its tenant label in metrics, fixed at creation (see Agent.label)
-	metrics  tenantMetrics
-	ceil     Ceilings
-	mu       sync.Mutex
-	settings schema.Settings
-	policies map[string]policies.Policy
-	// token bucket for Settings.RateLimit: tokens left at last.
-	tokens float64
-	last   time.Time
-	// unanswered counts the tenant's requests admitted and not yet
-	// published, for the queue limit.
-	unanswered atomic.Int64
-	// labelled is set once the tenant sends labels: its state then shows
-	// its model's live accuracy (stateLive: the figures last shown), in
-	// stateEnc, the encoding of its last control message.
-	labelled  atomic.Bool
-	stateEnc  schema.Encoding
-	stateLive *profile.LiveAccuracy
-}
-
-// reserve counts one more unanswered request unless the tenant already has
-// limit of them (limit ≤ 0: no limit).
-func (t *tenant) reserve(limit int) bool {
-	if n := t.unanswered.Add(1); limit > 0 && n > int64(limit) {
-		t.unanswered.Add(-1)
-		return false
-	}
-	return true
-}
-
-// admit takes a token from the tenant's rate limiter (burst: one second's
-// worth, at least 1); it reports false when the tenant is over its rate.
-func (t *tenant) admit(now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	rate := t.ceil.rateLimit(t.settings)
-	if rate <= 0 {
-		return true
-	}
-	burst := max(rate, 1)
-	if t.last.IsZero() {
-		t.tokens = burst
-	} else {
-		t.tokens = min(burst, t.tokens+now.Sub(t.last).Seconds()*rate)
-	}
-	t.last = now
-	if t.tokens < 1 {
-		return false
-	}
-	t.tokens--
-	return true
-}
-
 // Agent serves requests. Create it with New and run it with Run.
 type Agent struct {
 	cfg      Config
@@ -449,17 +394,11 @@ type Agent struct {
 	hist       *historyWriter
 	metrics    *Metrics
 
-	tenantsMu sync.Mutex
-	tenants   map[string]*tenant
-	labelsMu  sync.Mutex
-	labels    map[string]struct{} // tenant names used as metric labels
+	tenants *tenantTable
 
-	inflightMu sync.Mutex
-	inflight   map[string]*job // tenant/id → job, for duplicates delivered while it runs
-	active     sync.WaitGroup  // jobs admitted and not yet published
-
-	// spilled holds the dedupe records the store refused.
-	spilled spillDedupe
+	// dedupe knows the request ids answered or in flight.
+	dedupe *dedupeIndex
+	active sync.WaitGroup // answers queued and not yet settled
 
 	// queueDelay is an exponentially weighted mean of how long a stage
 	// waits in the scheduler (float64 bits), for load-aware policies.
@@ -489,15 +428,14 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		defaults: defaults{model: cfg.DefaultModel, policy: cfg.DefaultPolicy, conditions: cfg.DefaultConditions,
 			infeasible: cfg.Infeasible},
 		intakeWake: make(chan struct{}, intakeRunners),
-		tenants:    map[string]*tenant{},
-		labels:     map[string]struct{}{},
-		inflight:   map[string]*job{},
+		tenants:    newTenantTable(cfg.MaxTenants, cfg.ceilings),
 		metrics:    newMetrics(),
 		readyCh:    make(chan struct{}),
 		connected:  make(chan struct{}),
 		runDone:    make(chan struct{}),
 	}
-	a.results = newResults(a, cfg.Store)
+	a.dedupe = newDedupeIndex(cfg.Store, a.log)
+	a.results = newResults(cfg.Store, a.dedupe, cfg.DedupeTTL, a.log, a.metrics.storeErrors, a.answered)
 	a.sched.setWorkers(cfg.Workers)
 	if err := a.loadModels(ctx); err != nil {
 		a.closeModels()
@@ -518,12 +456,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		}
 	}
 	for name, set := range stored {
-		if set.Weight <= 0 {
-			set.Weight = 1
-		}
-		t := &tenant{settings: set, policies: map[string]policies.Policy{}, label: a.label(name), ceil: cfg.ceilings(name)}
-		a.tenants[name] = t
-		a.sched.setWeight(name, t.ceil.weight(set))
+		t := a.tenants.load(name, set)
+		a.sched.setWeight(name, t.ceil.weight(t.settings))
 	}
 	a.hist = newHistoryWriter(cfg.Store, cfg.HistoryTTL, cfg.HistoryMaxRecords, a.log, a.metrics)
 	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "delen_store_bytes",
@@ -845,7 +779,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.client = client
 	close(a.connected)
 	a.metrics.brokerUp.Set(1)
-	a.results.start(client)
+	a.results.start(clientPublisher{client})
 	a.publishStatus(ctx, "online")
 	a.ready.Store(true)
 	close(a.readyCh)
@@ -905,26 +839,6 @@ loop:
 	return nil
 }
 
-// tenantFor returns tenant name's state, creating default settings; nil
-// when name is new and the agent already has MaxTenants tenants.
-func (a *Agent) tenantFor(name string) *tenant {
-	a.tenantsMu.Lock()
-	defer a.tenantsMu.Unlock()
-	t := a.tenants[name]
-	if t == nil {
-		if len(a.tenants) >= a.cfg.MaxTenants {
-			return nil
-		}
-		t = &tenant{settings: schema.Settings{Weight: 1}, policies: map[string]policies.Policy{}, label: a.label(name), ceil: a.cfg.ceilings(name)}
-		a.tenants[name] = t
-	}
-	return t
-}
-
-// overflowLabel is the tenant label of metrics about tenants beyond
-// MaxTenants.
-const overflowLabel = "_other"
-
 // defaultCompanyWait and defaultCompanySize are Config.CompanyWait's and
 // Config.CompanySize's defaults: on mnist-ee's first stage in service a
 // request's share of a batch of 6 costs about 0.4× what the stage costs
@@ -933,43 +847,3 @@ const (
 	defaultCompanyWait = 40 * time.Millisecond
 	defaultCompanySize = 6
 )
-
-// label is the tenant label for name in metrics: the name for up to
-// MaxTenants names, overflowLabel beyond, so that made-up tenant names
-// cannot grow the metrics without bound.
-func (a *Agent) label(name string) string {
-	a.labelsMu.Lock()
-	defer a.labelsMu.Unlock()
-	if _, ok := a.labels[name]; ok {
-		return name
-	}
-	if len(a.labels) >= a.cfg.MaxTenants {
-		return overflowLabel
-	}
-	a.labels[name] = struct{}{}
-	return name
-}
-
-// policyFor returns the tenant's instance of the named policy.
-func (t *tenant) policyFor(reg *policies.Registry, name string) (policies.Policy, error) {
-	if name == "" {
-		name = policies.Default
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if p := t.policies[name]; p != nil {
-		return p, nil
-	}
-	p, err := reg.New(name, policies.Params(t.settings.Params))
-	if err != nil {
-		return nil, err
-	}
-	t.policies[name] = p
-	return p, nil
-}
-
-func (t *tenant) get() schema.Settings {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.settings
-}

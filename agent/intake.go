@@ -2,11 +2,9 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
-	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/models/imagein"
 	"github.com/delen-edge/delen/schema"
@@ -86,32 +84,21 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 	}
 	topic := first(req.ReplyTo, a.topics.Results(tenantName))
 	// A request id already answered gets the same bytes again.
-	key := tenantName + "/" + req.ID
-	d, err := a.cfg.Store.GetDedupe(tenantName, req.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		a.log.Warn("dedupe lookup failed; serving anyway", "tenant", tenantName, "id", req.ID, "err", err)
-	}
-	if err != nil {
-		d, _ = a.spilled.get(key, arrival) // a record the store refused
-	}
-	if d != nil {
+	key := dedupeKey(tenantName, req.ID)
+	if d := a.dedupe.answered(tenantName, req.ID, arrival); d != nil {
 		a.active.Add(1)
 		a.results.add(&answer{tenant: tenantName, topic: d.Topic, qos: d.QoS, payload: d.Payload,
 			msgs: []broker.Message{msg}, deduped: true})
 		return
 	}
-	a.inflightMu.Lock()
-	if j := a.inflight[key]; j != nil {
+	if a.dedupe.join(key, msg) {
 		// Redelivered while the first delivery is still being served:
 		// answer both with the one result.
-		j.msgs = append(j.msgs, msg)
-		a.inflightMu.Unlock()
-		a.metrics.deduped.WithLabelValues(a.label(tenantName)).Inc()
+		a.metrics.deduped.WithLabelValues(a.tenants.label(tenantName)).Inc()
 		return
 	}
-	a.inflightMu.Unlock()
 
-	t := a.tenantFor(tenantName)
+	t := a.tenants.get(tenantName)
 	if t == nil {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeOverloaded, "the agent serves at most %d tenants", a.cfg.MaxTenants), msg)
 		return
@@ -164,26 +151,21 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 	}
 	j.task = task{tenant: tenantName, seq: a.sched.nextSeq(), job: j, queuedAt: arrival}
 	j.setDeadline(a.cfg.SentAtFuture, a.cfg.SentAtMaxAge)
-	a.setNextStage(j)
-	a.admitPlan(j, arrival)
-	a.inflightMu.Lock()
-	if other := a.inflight[key]; other != nil {
-		other.msgs = append(other.msgs, msg)
-		a.inflightMu.Unlock()
-		a.metrics.deduped.WithLabelValues(a.label(tenantName)).Inc()
+	// Claimed before it is planned: a job that loses the claim to the same
+	// id delivered at once has nothing booked to take back.
+	if !a.dedupe.claim(key, j) {
+		a.metrics.deduped.WithLabelValues(a.tenants.label(tenantName)).Inc()
 		return
 	}
-	a.inflight[key] = j
-	a.inflightMu.Unlock()
+	a.setNextStage(j)
+	a.admitPlan(j, arrival)
 	a.active.Add(1)
 	admitted = true // the job's reference is released after its publish
 	if err := a.sched.pushWake(&j.task, false); err != nil {
 		// Closed: the agent is stopping. Not acknowledged: the broker
 		// redelivers the request to the next session.
-		a.inflightMu.Lock()
-		delete(a.inflight, key)
-		n := len(j.msgs)
-		a.inflightMu.Unlock()
+		a.sched.book(j, 0)
+		n := a.dedupe.forget(key, j)
 		a.active.Done()
 		admitted = false
 		a.release(n)

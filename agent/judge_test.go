@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -29,7 +30,6 @@ func TestBoundJudgedByOutcome(t *testing.T) {
 		{"predicted infeasible, missed", schema.Bound{LatencyMS: f(100)}, 150 * time.Millisecond, true, schema.StatusLate, false},
 		{"infeasible with an accuracy target", schema.Bound{LatencyMS: f(100), Accuracy: f(0.98)}, 10 * time.Millisecond, true, schema.StatusLate, false},
 	}
-	a := &Agent{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			now := time.Now()
@@ -39,7 +39,7 @@ func TestBoundJudgedByOutcome(t *testing.T) {
 				late: c.infeasible, cut: c.infeasible,
 				result: &schema.Result{V: schema.Version, ID: "r1", Tenant: "cam", Status: schema.StatusOK, Exit: 1, Exits: 3},
 			}
-			a.encodeJob(&answer{job: j})
+			encodeJob(&answer{job: j}, slog.New(slog.DiscardHandler))
 			r := j.result
 			if r.Status != c.status || r.BoundMet == nil || *r.BoundMet != c.met {
 				t.Fatalf("status %s bound_met %v, want %s %v", r.Status, r.BoundMet, c.status, c.met)

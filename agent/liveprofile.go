@@ -293,18 +293,16 @@ func (a *Agent) liveStateOf(t *tenant, set schema.Settings) *liveState {
 // labels whose model's live accuracy changed since its state last showed
 // it (called at every status interval).
 func (a *Agent) publishLiveStates() {
-	a.tenantsMu.Lock()
 	type due struct {
 		name string
 		t    *tenant
 	}
 	var list []due
-	for name, t := range a.tenants {
+	a.tenants.each(func(name string, t *tenant) {
 		if t.labelled.Load() {
 			list = append(list, due{name, t})
 		}
-	}
-	a.tenantsMu.Unlock()
+	})
 	for _, d := range list {
 		set := d.t.get()
 		sm := a.model(a.modelName(set.Model))

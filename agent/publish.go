@@ -102,7 +102,7 @@ func (a *Agent) onControl(msg broker.Message) {
 	if len(msg.Payload()) == 0 {
 		return // a cleared retained control message
 	}
-	t := a.tenantFor(tenantName)
+	t := a.tenants.get(tenantName)
 	if t == nil {
 		// No state is published: a retained message per made-up tenant
 		// name would grow the broker instead.
@@ -179,7 +179,7 @@ func (a *Agent) checkDefaultExit(set schema.Settings) error {
 // refused control message is reported in "error" next to them.
 func (a *Agent) publishState(tenantName string, set schema.Settings, enc schema.Encoding, refused error) {
 	var live *liveState
-	if t := a.tenantFor(tenantName); t != nil {
+	if t := a.tenants.get(tenantName); t != nil {
 		t.mu.Lock()
 		t.stateEnc = enc
 		t.mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/broker"
 	"github.com/delen-edge/delen/policies"
@@ -30,14 +32,31 @@ type answer struct {
 	// deduped marks the answer to a repeated id.
 	deduped bool
 
-	pending *broker.Pending
+	pending pending
 }
 
-// publisher publishes asynchronously: the broker client in production, a
-// fake in unit tests of the results path.
+// publisher publishes asynchronously: the broker client in production
+// (clientPublisher), a fake in the results step's unit tests.
 type publisher interface {
-	PublishAsync(topic string, qos byte, retained bool, payload []byte) *broker.Pending
+	PublishAsync(topic string, qos byte, retained bool, payload []byte) pending
 }
+
+// pending is a publish on its way (broker.Pending): Done is closed when
+// the broker acknowledged it or it failed, and Err then says which.
+type pending interface {
+	Done() <-chan struct{}
+	Err() error
+}
+
+// clientPublisher publishes through the agent's MQTT client, gathering
+// the packets of one step into one write (corker).
+type clientPublisher struct{ c *broker.Client }
+
+func (p clientPublisher) PublishAsync(topic string, qos byte, retained bool, payload []byte) pending {
+	return p.c.PublishAsync(topic, qos, retained, payload)
+}
+
+func (p clientPublisher) Corked(fn func()) { p.c.Corked(fn) }
 
 // dedupeStore is where the results path group-commits dedupe records:
 // when PutDedupes returns nil they are durable (the store's journal) and
@@ -50,16 +69,28 @@ type dedupeStore interface {
 // pattern of many messages, one write: a committer takes everything that
 // gathered while it was busy, stamps and encodes the jobs' results, and
 // commits the group's dedupe records with one write to the store's dedupe
-// journal (applied to Badger in the background); one of a
-// few ackers then hands every result of the group to the MQTT client
-// without waiting (paho tokens), waits for the PUBACKs in the order the
-// results were published and only then acknowledges the requests, records
-// metrics and history, and gives the requests' places in the intake window
-// back. No goroutine waits per result.
+// journal (applied to Badger in the background); one of a few ackers then
+// hands every result of the group to the MQTT client without waiting
+// (paho tokens), waits for the PUBACKs in the order the results were
+// published and only then acknowledges the requests and hands each
+// answer to settled (the agent's accounting: metrics, history, the
+// intake window). No goroutine waits per result.
+//
+// It knows nothing of the rest of the agent but what it is given: the
+// store, the dedupe index, the publisher and settled; so it is
+// unit-tested with fakes of the store and the publisher (results_test.go).
 type results struct {
-	a     *Agent
 	store dedupeStore
-	pub   publisher
+	index *dedupeIndex
+	ttl   time.Duration // of the dedupe records
+	log   *slog.Logger
+	// storeErrors counts groups whose records the store refused.
+	storeErrors prometheus.Counter
+	// settled is called once per answer, after its publish completed
+	// (err: how) and its deliveries were acknowledged (err == nil) or
+	// left for the broker to redeliver.
+	settled func(an *answer, err error)
+	pub     publisher
 
 	mu      sync.Mutex
 	queue   []*answer
@@ -73,8 +104,9 @@ type results struct {
 // in a transaction, and a smaller group starts publishing sooner.
 const maxGroup = 256
 
-func newResults(a *Agent, st dedupeStore) *results {
-	return &results{a: a, store: st, wake: make(chan struct{}, 1), acks: make(chan []*answer, 64), stopped: make(chan struct{})}
+func newResults(st dedupeStore, index *dedupeIndex, ttl time.Duration, log *slog.Logger, storeErrors prometheus.Counter, settled func(*answer, error)) *results {
+	return &results{store: st, index: index, ttl: ttl, log: log, storeErrors: storeErrors, settled: settled,
+		wake: make(chan struct{}, 1), acks: make(chan []*answer, 64), stopped: make(chan struct{})}
 }
 
 // add queues answers for the committer; it never blocks.
@@ -166,11 +198,10 @@ func (r *results) commitLoop() {
 // commit encodes the group's results and writes their dedupe records with
 // one journal write; the ackers publish them.
 func (r *results) commit(group []*answer) {
-	a := r.a
 	var recs []store.DedupeEntry
 	for _, an := range group {
 		if an.job != nil {
-			a.encodeJob(an)
+			encodeJob(an, r.log)
 			if an.code == "" { // served: a redelivery gets these bytes
 				recs = append(recs, store.DedupeEntry{Tenant: an.tenant, ID: an.job.req.ID,
 					Dedupe: store.Dedupe{Topic: an.topic, QoS: an.qos, Payload: an.payload}})
@@ -180,27 +211,19 @@ func (r *results) commit(group []*answer) {
 	// Dedupe first: if the agent dies after publishing, the redelivered
 	// request finds its record and gets the same bytes, not a second
 	// inference.
-	if err := r.store.PutDedupes(recs, a.cfg.DedupeTTL); err != nil {
-		// Kept in memory instead: redeliveries while the agent runs are
-		// still answered with these bytes; a crash now would forget them.
-		exp := time.Now().Add(a.cfg.DedupeTTL)
-		for _, e := range recs {
-			a.spilled.put(e.Tenant+"/"+e.ID, e.Dedupe, exp)
+	if len(recs) > 0 {
+		if err := r.store.PutDedupes(recs, r.ttl); err != nil {
+			// Kept in memory instead: redeliveries while the agent runs are
+			// still answered with these bytes; a crash now would forget them.
+			r.index.keep(recs, r.ttl)
+			r.storeErrors.Inc()
+			r.log.Warn("dedupe records not written to the store, kept in memory until a restart; results are still published",
+				"records", len(recs), "err", err)
 		}
-		a.metrics.storeErrors.Inc()
-		a.log.Warn("dedupe records not written to the store, kept in memory until a restart; results are still published",
-			"records", len(recs), "err", err)
 	}
 	// The job's deliveries are final now: a repeat that comes from here on
 	// finds the dedupe record.
-	a.inflightMu.Lock()
-	for _, an := range group {
-		if j := an.job; j != nil {
-			delete(a.inflight, j.tenant+"/"+j.req.ID)
-			an.msgs, j.msgs = j.msgs, nil
-		}
-	}
-	a.inflightMu.Unlock()
+	r.index.settle(group)
 }
 
 // ackers is how many groups are published and acknowledged at once. paho
@@ -231,7 +254,13 @@ func (r *results) ackLoop() {
 		}
 		corked(func() {
 			for _, an := range group {
-				r.a.answered(an, an.pending.Err())
+				err := an.pending.Err()
+				if err == nil {
+					for _, m := range an.msgs {
+						m.Ack()
+					}
+				}
+				r.settled(an, err)
 			}
 		})
 	}
@@ -245,7 +274,7 @@ type corker interface {
 
 // encodeJob stamps a finished job's latency, judges its bound and encodes
 // its result into an.payload.
-func (a *Agent) encodeJob(an *answer) {
+func encodeJob(an *answer, log *slog.Logger) {
 	j := an.job
 	r := j.result
 	now := time.Now()
@@ -269,7 +298,7 @@ func (a *Agent) encodeJob(an *answer) {
 	}
 	payload, err := schema.EncodeResult(r, j.enc)
 	if err != nil {
-		a.log.Error("encode result", "tenant", j.tenant, "id", r.ID, "err", err)
+		log.Error("encode result", "tenant", j.tenant, "id", r.ID, "err", err)
 		r = schema.NewErrorResult(j.tenant, j.req, schema.Errorf(schema.CodeInternal, "result not encodable"))
 		j.result = r
 		payload, _ = schema.EncodeResult(r, j.enc)
@@ -280,18 +309,15 @@ func (a *Agent) encodeJob(an *answer) {
 	an.payload = payload
 }
 
-// answered finishes an answer once its publish is done: acknowledge the
-// deliveries (or, when the publish failed, leave them to the broker to
-// redeliver, and dedupe to answer), account, and let more requests in.
+// answered is the results step's settled: the accounting of an answer
+// whose publish is done (its deliveries acknowledged, or, when the publish
+// failed, left to the broker to redeliver and dedupe to answer). It
+// records metrics and history and lets more requests in.
 func (a *Agent) answered(an *answer, err error) {
 	if err != nil {
 		a.metrics.dropped.WithLabelValues("publish_failed").Inc()
 		a.log.Warn("result not published; the request stays unacknowledged and is redelivered",
 			"tenant", an.tenant, "err", err)
-	} else {
-		for _, m := range an.msgs {
-			m.Ack()
-		}
 	}
 	if j := an.job; j != nil {
 		j.model.release()
@@ -304,7 +330,7 @@ func (a *Agent) answered(an *answer, err error) {
 			}
 		}
 	} else if err == nil {
-		lbl := a.label(an.tenant)
+		lbl := a.tenants.label(an.tenant)
 		switch {
 		case an.deduped:
 			a.metrics.deduped.WithLabelValues(lbl).Inc()
