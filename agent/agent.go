@@ -395,6 +395,7 @@ type Agent struct {
 	metrics    *Metrics
 
 	tenants *tenantTable
+	control *control
 
 	// dedupe knows the request ids answered or in flight.
 	dedupe *dedupeIndex
@@ -435,6 +436,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		runDone:    make(chan struct{}),
 	}
 	a.dedupe = newDedupeIndex(cfg.Store, a.log)
+	a.control = &control{tenants: a.tenants, policies: cfg.Policies, maxPayload: cfg.MaxPayload,
+		checkModel: a.checkControlModel, store: cfg.Store, setWeight: a.sched.setWeight,
+		publish: a.publishState, log: a.log, metrics: a.metrics}
 	a.results = newResults(cfg.Store, a.dedupe, cfg.DedupeTTL, a.log, a.metrics.storeErrors, a.answered)
 	a.sched.setWorkers(cfg.Workers)
 	if err := a.loadModels(ctx); err != nil {

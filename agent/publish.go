@@ -11,7 +11,6 @@ import (
 
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/broker"
-	"github.com/delen-edge/delen/policies"
 	"github.com/delen-edge/delen/schema"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -90,9 +89,7 @@ func (a *Agent) publishStatusCtx(ctx context.Context, state string) {
 	}
 }
 
-// onControl applies a tenant's control message: validate, persist, apply
-// to the next requests, publish the effective settings (retained) on the
-// tenant's state topic.
+// onControl takes a control message off the broker for the control step.
 func (a *Agent) onControl(msg broker.Message) {
 	msg.Ack()
 	tenantName, kind, err := a.topics.Parse(msg.Topic())
@@ -102,63 +99,24 @@ func (a *Agent) onControl(msg broker.Message) {
 	if len(msg.Payload()) == 0 {
 		return // a cleared retained control message
 	}
-	t := a.tenants.get(tenantName)
-	if t == nil {
-		// No state is published: a retained message per made-up tenant
-		// name would grow the broker instead.
-		a.metrics.dropped.WithLabelValues("too_many_tenants").Inc()
-		a.log.Warn("control message of a new tenant dropped: the agent is at its tenant limit", "tenant", tenantName, "max_tenants", a.cfg.MaxTenants)
-		return
-	}
-	c, enc, err := schema.DecodeControl(msg.Payload(), a.cfg.MaxPayload)
-	if err == nil {
-		err = c.Validate()
-	}
-	if err == nil {
-		err = t.ceil.check(tenantName, c)
-	}
-	if err == nil && (c.Policy != nil || c.Params != nil) {
-		// Check the policy the tenant would have, with the parameters it
-		// would have.
-		eff := t.get().Apply(c)
-		if !a.cfg.Policies.Has(eff.Policy) {
-			err = schema.Errorf(schema.CodeBadRequest, "policy %q is not known (known: %v)", eff.Policy, a.cfg.Policies.Names())
-		} else if _, perr := a.cfg.Policies.New(eff.Policy, policies.Params(eff.Params)); perr != nil {
-			err = schema.Errorf(schema.CodeBadRequest, "%v", perr)
+	a.control.apply(tenantName, msg.Payload())
+}
+
+// checkControlModel is the control step's checkModel: a model the
+// control names must be served here, and a default bound's exit must be
+// one of the model the tenant would have (eff).
+func (a *Agent) checkControlModel(c *schema.Control, eff schema.Settings) error {
+	if c.Model != nil && *c.Model != "" {
+		sm := a.model(*c.Model)
+		if sm == nil {
+			return schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", *c.Model)
 		}
+		sm.release()
 	}
-	if err == nil && c.Model != nil && *c.Model != "" {
-		if sm := a.model(*c.Model); sm == nil {
-			err = schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", *c.Model)
-		} else {
-			sm.release()
-		}
+	if c.Bound != nil || c.Model != nil {
+		return a.checkDefaultExit(eff)
 	}
-	if err == nil && (c.Bound != nil || c.Model != nil) {
-		// A default bound's exit must be one of the model the tenant
-		// would have.
-		err = a.checkDefaultExit(t.get().Apply(c))
-	}
-	if err != nil {
-		a.log.Warn("control message refused", "tenant", tenantName, "err", err)
-		a.publishState(tenantName, t.get(), enc, err)
-		return
-	}
-	t.mu.Lock()
-	t.settings = t.settings.Apply(c)
-	set := t.settings
-	if c.Params != nil || c.Policy != nil {
-		// New parameters: policies start afresh with them.
-		t.policies = map[string]policies.Policy{}
-	}
-	t.mu.Unlock()
-	a.sched.setWeight(tenantName, t.ceil.weight(set))
-	if err := a.cfg.Store.PutTenant(tenantName, set); err != nil {
-		a.metrics.storeErrors.Inc()
-		a.log.Warn("tenant settings not persisted", "tenant", tenantName, "err", err)
-	}
-	a.log.Info("tenant settings changed", "tenant", tenantName, "policy", set.Policy, "model", set.Model, "weight", set.Weight)
-	a.publishState(tenantName, set, enc, nil)
+	return nil
 }
 
 // checkDefaultExit checks that the exit of a tenant's default bound is an
