@@ -253,61 +253,6 @@ func (c *Config) defaults() error {
 	return c.Topics.Validate()
 }
 
-// servedModel is a loaded model with its current profile.
-type servedModel struct {
-	name    string
-	m       *models.Model
-	profile atomic.Pointer[profile.Profile]
-	live    *liveProfile
-	acc     liveAccuracy
-	// stageSeconds are its children of delen_stage_seconds.
-	stageSeconds stageMetrics
-	// inputs holds converted input samples (*[]float32 of the model's
-	// sample size) for reuse: a request's sample is copied into its
-	// stage state at its first stage and is not needed after.
-	inputs sync.Pool
-
-	// Requests hold a reference while they are in flight; a replaced or
-	// removed model is closed when the last one lets go.
-	mu      sync.Mutex
-	refs    int
-	retired bool
-}
-
-// acquire takes a reference; false once the model is retired.
-func (sm *servedModel) acquire() bool {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	if sm.retired {
-		return false
-	}
-	sm.refs++
-	return true
-}
-
-// release lets a reference go, closing a retired model with the last one.
-func (sm *servedModel) release() {
-	sm.mu.Lock()
-	sm.refs--
-	done := sm.retired && sm.refs == 0
-	sm.mu.Unlock()
-	if done {
-		sm.m.Close()
-	}
-}
-
-// retire takes the model out of service: new requests no longer see it,
-// and it closes once the requests in flight on it have finished.
-func (sm *servedModel) retire() {
-	sm.mu.Lock()
-	sm.retired = true
-	done := sm.refs == 0
-	sm.mu.Unlock()
-	if done {
-		sm.m.Close()
-	}
-}
-
 // Ceilings are the limits the operator set for one tenant (flags,
 // configuration, tenant defaults): the tenant's control messages may lower
 // its settings below them, never raise them above.
@@ -380,8 +325,7 @@ type Agent struct {
 	cfg      Config
 	log      *slog.Logger
 	topics   schema.Topics
-	modelsMu sync.RWMutex
-	models   map[string]*servedModel
+	models   *modelSet
 	sched    *scheduler
 	client   *broker.Client
 	intake   *intakeQueue
@@ -423,7 +367,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	cfg.Logger = slogx.Collapse(cfg.Logger, slogx.DefaultEvery)
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, topics: cfg.Topics,
-		models: map[string]*servedModel{},
+		models: newModelSet(),
 		sched:  newScheduler(cfg.FairnessWindow),
 		intake: newIntakeQueue(intakeRunners, cfg.MaxInflight),
 		defaults: defaults{model: cfg.DefaultModel, policy: cfg.DefaultPolicy, conditions: cfg.DefaultConditions,
@@ -445,7 +389,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.closeModels()
 		return nil, err
 	}
-	if _, ok := a.models[cfg.DefaultModel]; !ok {
+	if !a.models.has(cfg.DefaultModel) {
 		a.closeModels()
 		return nil, fmt.Errorf("agent: default model %q is not in the zoo", cfg.DefaultModel)
 	}
@@ -535,7 +479,7 @@ func (a *Agent) loadModels(ctx context.Context) error {
 			a.log.Error("model not loaded", "model", e.Name, "source", e.Source, "err", err)
 			continue
 		}
-		a.models[e.Name] = sm
+		a.models.put(e.Name, sm)
 	}
 	return nil
 }
@@ -584,28 +528,10 @@ func (a *Agent) modelName(names ...string) string {
 
 // model returns the served model called name with a reference taken (the
 // caller releases it), or nil.
-func (a *Agent) model(name string) *servedModel {
-	for {
-		a.modelsMu.RLock()
-		sm := a.models[name]
-		a.modelsMu.RUnlock()
-		if sm == nil || sm.acquire() {
-			return sm
-		}
-		// Retired between the lookup and the reference: look again.
-	}
-}
+func (a *Agent) model(name string) *servedModel { return a.models.get(name) }
 
 // servedModels returns the models in service now.
-func (a *Agent) servedModels() []*servedModel {
-	a.modelsMu.RLock()
-	defer a.modelsMu.RUnlock()
-	out := make([]*servedModel, 0, len(a.models))
-	for _, sm := range a.models {
-		out = append(out, sm)
-	}
-	return out
-}
+func (a *Agent) servedModels() []*servedModel { return a.models.all() }
 
 // Reload brings the served models in line with the zoo: a new model folder
 // is loaded (and profiled if needed), a model whose version changed is
@@ -620,10 +546,7 @@ func (a *Agent) Reload(ctx context.Context) (added, replaced, removed []string, 
 	seen := map[string]bool{}
 	for _, e := range list {
 		seen[e.Name] = true
-		a.modelsMu.RLock()
-		cur := a.models[e.Name]
-		a.modelsMu.RUnlock()
-		if cur != nil && cur.m.Manifest.Version == e.Manifest.Version {
+		if v, ok := a.models.version(e.Name); ok && v == e.Manifest.Version {
 			continue
 		}
 		sm, err := a.loadOne(ctx, e)
@@ -631,28 +554,19 @@ func (a *Agent) Reload(ctx context.Context) (added, replaced, removed []string, 
 			a.log.Error("model not (re)loaded; the current version stays", "model", e.Name, "err", err)
 			continue
 		}
-		a.modelsMu.Lock()
-		old := a.models[e.Name]
-		a.models[e.Name] = sm
-		a.modelsMu.Unlock()
-		if old != nil {
-			old.retire()
+		if old := a.models.put(e.Name, sm); old != nil {
 			replaced = append(replaced, e.Name)
 			a.log.Info("model replaced", "model", e.Name, "old", old.m.Manifest.Version, "new", e.Manifest.Version)
 		} else {
 			added = append(added, e.Name)
 		}
 	}
-	a.modelsMu.Lock()
-	for name, sm := range a.models {
-		if !seen[name] && name != a.cfg.DefaultModel && lerr == nil {
-			delete(a.models, name)
-			sm.retire()
-			removed = append(removed, name)
+	if lerr == nil {
+		removed = a.models.removeUnless(func(name string) bool { return seen[name] || name == a.cfg.DefaultModel })
+		for _, name := range removed {
 			a.log.Info("model removed", "model", name)
 		}
 	}
-	a.modelsMu.Unlock()
 	return added, replaced, removed, nil
 }
 
@@ -689,14 +603,7 @@ func (a *Agent) Profile(name string) *profile.Profile {
 	return nil
 }
 
-func (a *Agent) closeModels() {
-	a.modelsMu.Lock()
-	defer a.modelsMu.Unlock()
-	for name, sm := range a.models {
-		sm.retire()
-		delete(a.models, name)
-	}
-}
+func (a *Agent) closeModels() { a.models.closeAll() }
 
 // Metrics exposes the agent's Prometheus metrics.
 func (a *Agent) Metrics() *Metrics { return a.metrics }
