@@ -357,6 +357,12 @@ type Agent struct {
 	started   time.Time
 }
 
+// ackDelay is how long the agent's acknowledgements of requests may wait
+// for the next packet it writes (broker.ClientConfig.AckDelay): under load
+// that is the next result's publish, so a request costs one write(2) to
+// the broker instead of two.
+const ackDelay = time.Millisecond
+
 // New loads the models (profiling those without a stored profile for this
 // device) and returns an agent ready to Run.
 func New(ctx context.Context, cfg Config) (*Agent, error) {
@@ -668,7 +674,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			{Filter: reqFilter, QoS: 1, Handler: a.onRequest},
 		},
 		URL: a.cfg.BrokerURL, Dial: a.cfg.BrokerDial, ClientID: a.cfg.AgentID, Username: a.cfg.Username, Password: a.cfg.Password,
-		TLS: a.cfg.TLS, CleanSession: false, Logger: a.log,
+		TLS: a.cfg.TLS, CleanSession: false, Logger: a.log, AckDelay: ackDelay,
 		Will: &broker.Will{Topic: statusTopic, Payload: offline, QoS: 1, Retained: true},
 		OnConnect: func() {
 			a.metrics.brokerUp.Set(1)

@@ -105,6 +105,16 @@ type ClientConfig struct {
 	// is not applied to its connections.
 	Dial func(ctx context.Context) (net.Conn, error)
 
+	// AckDelay, when set, holds each acknowledgement (PUBACK) for up to
+	// that long so that it goes to the broker with the next packet the
+	// client writes, not in a write of its own: an agent that publishes a
+	// result for every request it acknowledges then spends one system
+	// call where it spent two. The broker holds the message that long
+	// more in its in-flight window; a connection lost meanwhile loses the
+	// acknowledgement, and the broker redelivers the message, as with
+	// one lost on the wire. 0 writes each acknowledgement at once.
+	AckDelay time.Duration
+
 	// connHook, set by tests only, sees every network connection opened.
 	connHook func(net.Conn)
 	// connWrap, set by tests only, wraps every connection opened.
@@ -705,7 +715,8 @@ func (c *Client) open(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 	if c.cfg.connWrap != nil {
 		conn = c.cfg.connWrap(conn)
 	}
-	g := &gracefulConn{Conn: conn, r: bufio.NewReaderSize(conn, readBuffer), closing: &c.closing, eof: make(chan struct{}), closed: make(chan struct{})}
+	g := &gracefulConn{Conn: conn, r: bufio.NewReaderSize(conn, readBuffer), closing: &c.closing, eof: make(chan struct{}), closed: make(chan struct{}),
+		ackDelay: c.cfg.AckDelay}
 	c.conn.Store(g)
 	return g, nil
 }
@@ -741,11 +752,19 @@ type gracefulConn struct {
 
 	// Writes made while corked gather in wbuf and go out in one write
 	// when the last cork is lifted (Client.Corked); wmu orders them with
-	// the writes made uncorked.
-	wmu    sync.Mutex
-	corked int
-	wbuf   []byte
+	// the writes made uncorked. Acknowledgements held for ackDelay
+	// (ClientConfig.AckDelay) wait in wbuf too, for the next write or
+	// ackTimer, whichever comes first.
+	wmu      sync.Mutex
+	corked   int
+	wbuf     []byte
+	ackDelay time.Duration
+	ackTimer *time.Timer
+	ackArmed bool // ackTimer runs for what waits in wbuf
 }
+
+// pubackHeader is the first byte of an MQTT PUBACK packet.
+const pubackHeader = 0x40
 
 func (g *gracefulConn) Write(p []byte) (int, error) {
 	g.wmu.Lock()
@@ -754,7 +773,58 @@ func (g *gracefulConn) Write(p []byte) (int, error) {
 		g.wbuf = append(g.wbuf, p...)
 		return len(p), nil
 	}
-	return g.Conn.Write(p)
+	if g.ackDelay > 0 && len(p) == 4 && p[0] == pubackHeader && p[1] == 2 {
+		// paho writes each packet with one Write: p is one PUBACK (MQTT
+		// 3.1.1: the header, length 2, the packet identifier).
+		g.wbuf = append(g.wbuf, p...)
+		if !g.ackArmed {
+			g.ackArmed = true
+			if g.ackTimer == nil {
+				g.ackTimer = time.AfterFunc(g.ackDelay, g.flushAcks)
+			} else {
+				g.ackTimer.Reset(g.ackDelay)
+			}
+		}
+		return len(p), nil
+	}
+	if len(g.wbuf) == 0 {
+		return g.Conn.Write(p)
+	}
+	// Held acknowledgements go first, in the same write.
+	g.wbuf = append(g.wbuf, p...)
+	if err := g.flushLocked(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flushAcks writes the acknowledgements still held when ackTimer fires.
+func (g *gracefulConn) flushAcks() {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	g.ackArmed = false
+	if g.corked == 0 && len(g.wbuf) > 0 {
+		g.flushLocked()
+	}
+}
+
+// flushLocked writes wbuf in one write; wmu is held. A failed write closes
+// the connection, so that paho sees it and reconnects.
+func (g *gracefulConn) flushLocked() error {
+	_, err := g.Conn.Write(g.wbuf)
+	if cap(g.wbuf) > 64<<10 {
+		g.wbuf = nil
+	} else {
+		g.wbuf = g.wbuf[:0]
+	}
+	if g.ackArmed {
+		g.ackTimer.Stop()
+		g.ackArmed = false
+	}
+	if err != nil {
+		g.Conn.Close()
+	}
+	return err
 }
 
 func (g *gracefulConn) cork() {
@@ -763,23 +833,15 @@ func (g *gracefulConn) cork() {
 	g.wmu.Unlock()
 }
 
-// uncork lifts one cork; the last one sends what gathered. A failed
-// write closes the connection, so that paho sees it and reconnects.
+// uncork lifts one cork; the last one sends what gathered (held
+// acknowledgements included).
 func (g *gracefulConn) uncork() {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
 	if g.corked--; g.corked > 0 || len(g.wbuf) == 0 {
 		return
 	}
-	_, err := g.Conn.Write(g.wbuf)
-	if cap(g.wbuf) > 64<<10 {
-		g.wbuf = nil
-	} else {
-		g.wbuf = g.wbuf[:0]
-	}
-	if err != nil {
-		g.Conn.Close()
-	}
+	g.flushLocked()
 }
 
 func (g *gracefulConn) Read(p []byte) (int, error) {
@@ -793,6 +855,14 @@ func (g *gracefulConn) Read(p []byte) (int, error) {
 func (g *gracefulConn) Close() error {
 	g.closeOnce.Do(func() {
 		defer close(g.closed)
+		// Held acknowledgements go out before the connection closes (paho
+		// writes DISCONNECT first, which takes them along, unless the
+		// connection is being dropped).
+		g.wmu.Lock()
+		if len(g.wbuf) > 0 {
+			g.flushLocked()
+		}
+		g.wmu.Unlock()
 		if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok && g.closing.Load() && cw.CloseWrite() == nil {
 			t := time.NewTimer(closeTimeout)
 			select {

@@ -159,3 +159,101 @@ func TestCorkedSendsAGroupInOneWrite(t *testing.T) {
 		t.Fatalf("after Corked: %q", m.Payload())
 	}
 }
+
+// TestAckDelayRidesOnTheNextWrite: with AckDelay, acknowledgements wait
+// for the next packet the client writes instead of taking a write each,
+// and none is lost: the session, resumed, gets none of the messages again.
+func TestAckDelayRidesOnTheNextWrite(t *testing.T) {
+	t.Parallel()
+	e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{})
+	pub := dial(t, broker.ClientConfig{URL: e.Addr(), ClientID: "ackdelay-pub", CleanSession: true})
+	var writes atomic.Int64
+	cfg := broker.WithConnWrap(broker.ClientConfig{URL: e.Addr(), ClientID: "ackdelay-sub", AckDelay: time.Hour},
+		func(c net.Conn) net.Conn { return countingConn{Conn: c, writes: &writes} })
+	cfg.Logger = discard
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	sub, err := broker.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := newInbox()
+	subscribe(t, sub, "ackdelay/#", 1, in.handler(true))
+	const n = 20
+	before := writes.Load()
+	for i := range n {
+		publish(t, pub, "ackdelay/x", 1, false, fmt.Sprint(i))
+	}
+	for range n {
+		in.next(t, "a message to acknowledge")
+	}
+	// The next packet the client writes takes the held acknowledgements
+	// along; its PUBACK means the broker read them first.
+	publish(t, sub, "ackdelay/own", 1, false, "own")
+	in.next(t, "its own message")
+	sub.Close() // DISCONNECT takes any acknowledgement still held
+	if w := writes.Load() - before; w > 4 {
+		t.Errorf("%d acknowledgements, a publish, its message's acknowledgement and DISCONNECT took %d writes, want at most 4", n, w)
+	}
+	// Resumed, the session has nothing to redeliver: the first message is
+	// the one published after the reconnection.
+	cfg.AckDelay = 0
+	again := dial(t, cfg)
+	in2 := newInbox()
+	subscribe(t, again, "ackdelay/#", 1, in2.handler(true))
+	publish(t, pub, "ackdelay/x", 1, false, "after")
+	if m := in2.next(t, "the message after the reconnection"); string(m.Payload()) != "after" {
+		t.Fatalf("resumed session got %q first: an acknowledgement held by AckDelay was lost", m.Payload())
+	}
+}
+
+// byteCountingConn counts writes and bytes written, and signals each write.
+type byteCountingConn struct {
+	net.Conn
+	writes, bytes *atomic.Int64
+	wrote         chan struct{}
+}
+
+func (c byteCountingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	c.bytes.Add(int64(len(p)))
+	select {
+	case c.wrote <- struct{}{}:
+	default:
+	}
+	return c.Conn.Write(p)
+}
+
+// TestAckDelayFlushesOnItsOwn: acknowledgements held by AckDelay with
+// nothing else to write go out when the delay passes, together.
+func TestAckDelayFlushesOnItsOwn(t *testing.T) {
+	t.Parallel()
+	e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{})
+	pub := dial(t, broker.ClientConfig{URL: e.Addr(), ClientID: "ackflush-pub", CleanSession: true})
+	var writes, bytes atomic.Int64
+	wrote := make(chan struct{}, 1)
+	sub := dial(t, broker.WithConnWrap(broker.ClientConfig{URL: e.Addr(), ClientID: "ackflush-sub", AckDelay: 20 * time.Millisecond},
+		func(c net.Conn) net.Conn { return byteCountingConn{Conn: c, writes: &writes, bytes: &bytes, wrote: wrote} }))
+	in := newInbox()
+	subscribe(t, sub, "ackflush/#", 1, in.handler(true))
+	const n = 20
+	w0, b0 := writes.Load(), bytes.Load()
+	for i := range n {
+		publish(t, pub, "ackflush/x", 1, false, fmt.Sprint(i))
+	}
+	for range n {
+		in.next(t, "a message to acknowledge")
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for bytes.Load()-b0 < 4*n { // a PUBACK is 4 bytes; nothing else is written
+		select {
+		case <-wrote:
+		case <-deadline.C:
+			t.Fatalf("%d of %d acknowledgements written within %s", (bytes.Load()-b0)/4, n, wait)
+		}
+	}
+	if w := writes.Load() - w0; w > n/2 {
+		t.Errorf("%d acknowledgements took %d writes, want at most %d", n, w, n/2)
+	}
+}
