@@ -233,7 +233,9 @@ func TestAckDelayFlushesOnItsOwn(t *testing.T) {
 	var writes, bytes atomic.Int64
 	wrote := make(chan struct{}, 1)
 	sub := dial(t, broker.WithConnWrap(broker.ClientConfig{URL: e.Addr(), ClientID: "ackflush-sub", AckDelay: 20 * time.Millisecond},
-		func(c net.Conn) net.Conn { return byteCountingConn{Conn: c, writes: &writes, bytes: &bytes, wrote: wrote} }))
+		func(c net.Conn) net.Conn {
+			return byteCountingConn{Conn: c, writes: &writes, bytes: &bytes, wrote: wrote}
+		}))
 	in := newInbox()
 	subscribe(t, sub, "ackflush/#", 1, in.handler(true))
 	const n = 20
