@@ -93,6 +93,7 @@ type resultsRig struct {
 	mu      sync.Mutex
 	settled map[string]error // request id → the publish's outcome
 	got     chan string
+	started bool
 }
 
 func newResultsRig(t *testing.T, dedupes dedupeStore, pubErr error) *resultsRig {
@@ -127,8 +128,19 @@ func newResultsRig(t *testing.T, dedupes dedupeStore, pubErr error) *resultsRig 
 		g.mu.Unlock()
 		g.got <- id
 	})
-	t.Cleanup(func() { g.r.close(); <-g.r.stopped })
+	t.Cleanup(func() {
+		if g.started {
+			g.r.close()
+			<-g.r.stopped
+		}
+	})
 	return g
+}
+
+// start starts the committer and the ackers.
+func (g *resultsRig) start() {
+	g.started = true
+	g.r.start(g.pub)
 }
 
 // serve queues jobs claimed in the index, as intake leaves them.
@@ -170,7 +182,7 @@ func TestResultsAckAfterPuback(t *testing.T) {
 	g := newResultsRig(t, nil, nil)
 	m := &fakeMsg{topic: "delen/cam/requests"}
 	g.serve(t, testJob("cam", "r1", m))
-	g.r.start(g.pub)
+	g.start()
 	p := g.take(t)
 	if !p.stored {
 		t.Error("the result was published before its dedupe record was in the store")
@@ -212,7 +224,7 @@ func TestResultsGroupCommit(t *testing.T) {
 		js[i] = testJob("cam", fmt.Sprintf("r%d", i), msgs[i])
 	}
 	g.serve(t, js...) // queued before the committer starts: one group
-	g.r.start(g.pub)
+	g.start()
 	for range n {
 		p := g.take(t)
 		if !p.stored {
@@ -249,7 +261,7 @@ func TestResultsPublishFailed(t *testing.T) {
 	g := newResultsRig(t, nil, errors.New("connection lost"))
 	m := &fakeMsg{topic: "delen/cam/requests"}
 	g.serve(t, testJob("cam", "r1", m))
-	g.r.start(g.pub)
+	g.start()
 	close(g.take(t).p.done)
 	g.waitSettled(t)
 	if n := m.acks.Load(); n != 0 {
@@ -269,7 +281,7 @@ func TestResultsStoreRefuses(t *testing.T) {
 	g := newResultsRig(t, refusingStore{}, nil)
 	m := &fakeMsg{topic: "delen/cam/requests"}
 	g.serve(t, testJob("cam", "r1", m))
-	g.r.start(g.pub)
+	g.start()
 	p := g.take(t)
 	close(p.p.done)
 	g.waitSettled(t)
@@ -292,14 +304,18 @@ func TestResultsDuplicateInFlight(t *testing.T) {
 	g := newResultsRig(t, nil, nil)
 	first, dup, late := &fakeMsg{topic: "delen/cam/requests"}, &fakeMsg{topic: "delen/cam/requests"}, &fakeMsg{}
 	j := testJob("cam", "r1", first)
-	g.serve(t, j)
+	if !g.index.claim(dedupeKey("cam", "r1"), j) {
+		t.Fatal("the first job's claim refused")
+	}
+	// While it runs:
 	if !g.index.join(dedupeKey("cam", "r1"), dup) {
 		t.Fatal("the duplicate did not join the job in flight")
 	}
 	if g.index.claim(dedupeKey("cam", "r1"), testJob("cam", "r1", late)) {
 		t.Fatal("a second job claimed an id in flight")
 	}
-	g.r.start(g.pub)
+	g.r.addJobs([]*job{j})
+	g.start()
 	p := g.take(t)
 	close(p.p.done)
 	g.waitSettled(t)
