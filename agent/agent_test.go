@@ -463,7 +463,7 @@ func TestMain(m *testing.M) {
 func TestLatencyBoundForcesEarlyExitOnReplica(t *testing.T) {
 	dir := replicaData(t)
 	url := startEmbedded(t, broker.EmbeddedConfig{}).Addr()
-	startAgent(t, url, dir, func(c *agent.Config) { c.QueueLimit = 1; c.Workers = 1 })
+	r := startAgent(t, url, dir, func(c *agent.Config) { c.QueueLimit = 1; c.Workers = 1 })
 	cam := newTenant(t, url, "cam1")
 	in := make([]float32, 3*224*224)
 	for i := range in {
@@ -477,16 +477,25 @@ func TestLatencyBoundForcesEarlyExitOnReplica(t *testing.T) {
 	if rFull.Exit != 4 {
 		t.Fatalf("no bound: exit %d, want 4", rFull.Exit)
 	}
+	// The result reaches the tenant before the agent has its PUBACK and
+	// lets the request go; until then, with a queue cap of 1, the next
+	// request would be refused overloaded.
+	for deadline := time.Now().Add(10 * time.Second); metricValue(scrape(t, r.a.Metrics().Handler()), "delen_inflight_requests") != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never left the agent's window")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a metric, bounded
+	}
 	// A deadline of half the full model's compute time cannot take all
 	// four stages: the agent stops at an earlier exit instead of starting
 	// a stage the profile says would overrun.
 	req.Bound = schema.Bound{LatencyMS: f64(rFull.ComputeMS / 2)}
 	cam.send(req, schema.MsgPack)
-	r := cam.wait("r1")
-	if r.Exit < 1 || r.Exit >= 4 {
-		t.Fatalf("latency %.1f ms: exit %d, want an early exit (full model took %.1f ms)", *req.Bound.LatencyMS, r.Exit, rFull.ComputeMS)
+	res := cam.wait("r1")
+	if res.Exit < 1 || res.Exit >= 4 {
+		t.Fatalf("latency %.1f ms: exit %d (%s %v), want an early exit (full model took %.1f ms)", *req.Bound.LatencyMS, res.Exit, res.Status, res.Error, rFull.ComputeMS)
 	}
-	t.Logf("latency bound %.1f ms → exit %d in %.1f ms (%s)", *req.Bound.LatencyMS, r.Exit, r.LatencyMS, r.Status)
+	t.Logf("latency bound %.1f ms → exit %d in %.1f ms (%s)", *req.Bound.LatencyMS, res.Exit, res.LatencyMS, res.Status)
 	// A burst past the queue cap: some answered overloaded, none lost.
 	for i := 0; i < 6; i++ {
 		b := *req
