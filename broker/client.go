@@ -763,8 +763,12 @@ type gracefulConn struct {
 	ackArmed bool // ackTimer runs for what waits in wbuf
 }
 
-// pubackHeader is the first byte of an MQTT PUBACK packet.
-const pubackHeader = 0x40
+// pubackHeader is the first byte of an MQTT PUBACK packet; publishType
+// the packet type of a PUBLISH (its first byte's high nibble).
+const (
+	pubackHeader = 0x40
+	publishType  = 3
+)
 
 func (g *gracefulConn) Write(p []byte) (int, error) {
 	g.wmu.Lock()
@@ -790,8 +794,17 @@ func (g *gracefulConn) Write(p []byte) (int, error) {
 	if len(g.wbuf) == 0 {
 		return g.Conn.Write(p)
 	}
-	// Held acknowledgements go first, in the same write.
+	// Held acknowledgements go in the same write: after a PUBLISH (usually
+	// a result on its way to a tenant), so that the broker reads it first
+	// and the acknowledgements, which nobody waits for, after it (MQTT
+	// orders acknowledgements only among themselves); before anything else
+	// (DISCONNECT must come last).
+	n := len(g.wbuf)
 	g.wbuf = append(g.wbuf, p...)
+	if len(p) > 0 && p[0]>>4 == publishType {
+		copy(g.wbuf[len(p):], g.wbuf[:n])
+		copy(g.wbuf, p)
+	}
 	if err := g.flushLocked(); err != nil {
 		return 0, err
 	}
