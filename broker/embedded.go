@@ -19,6 +19,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	badgerhook "github.com/mochi-mqtt/server/v2/hooks/storage/badger"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // DefaultAddr is the TCP address the embedded broker listens on when
@@ -357,5 +358,23 @@ func (e *Embedded) Close() error {
 	if e.srv == nil {
 		return nil
 	}
+	// mochi's Server.Close lists each listener's clients with
+	// Clients.GetByListener, which takes the clients' read lock and, under
+	// it, again (through Len): a client leaving at that moment queues for
+	// the write lock between the two, and Close deadlocks (it hung a
+	// go test ./broker once). The listeners are closed first with a closer
+	// that takes the lock once; Server.Close then finds them closed and
+	// lists no clients.
+	e.srv.Listeners.CloseAll(e.disconnectListener)
 	return e.srv.Close()
+}
+
+// disconnectListener disconnects the clients of one listener as mochi's
+// own closer does, shutting down.
+func (e *Embedded) disconnectListener(listener string) {
+	for _, cl := range e.srv.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = e.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
