@@ -392,16 +392,16 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.results = newResults(cfg.Store, a.dedupe, cfg.DedupeTTL, a.log, a.metrics.storeErrors, a.answered)
 	a.sched.setWorkers(cfg.Workers)
 	if err := a.loadModels(ctx); err != nil {
-		a.closeModels()
+		a.models.closeAll()
 		return nil, err
 	}
 	if !a.models.has(cfg.DefaultModel) {
-		a.closeModels()
+		a.models.closeAll()
 		return nil, fmt.Errorf("agent: default model %q is not in the zoo", cfg.DefaultModel)
 	}
 	stored, err := cfg.Store.Tenants()
 	if err != nil {
-		a.closeModels()
+		a.models.closeAll()
 		return nil, fmt.Errorf("agent: read tenant settings: %w", err)
 	}
 	for name, set := range cfg.TenantDefaults {
@@ -532,13 +532,6 @@ func (a *Agent) modelName(names ...string) string {
 	return first(append(names, a.defaults.model)...)
 }
 
-// model returns the served model called name with a reference taken (the
-// caller releases it), or nil.
-func (a *Agent) model(name string) *servedModel { return a.models.get(name) }
-
-// servedModels returns the models in service now.
-func (a *Agent) servedModels() []*servedModel { return a.models.all() }
-
 // Reload brings the served models in line with the zoo: a new model folder
 // is loaded (and profiled if needed), a model whose version changed is
 // replaced, a model whose folder is gone is removed (but never the default
@@ -589,7 +582,7 @@ func (a *Agent) zooFingerprint() string {
 
 // persistProfiles stores the profiles that live runs have refreshed.
 func (a *Agent) persistProfiles() {
-	for _, sm := range a.servedModels() {
+	for _, sm := range a.models.all() {
 		if !sm.live.takeDirty() {
 			continue
 		}
@@ -602,14 +595,12 @@ func (a *Agent) persistProfiles() {
 
 // Profile returns the profile the agent currently uses for model name.
 func (a *Agent) Profile(name string) *profile.Profile {
-	if sm := a.model(name); sm != nil {
+	if sm := a.models.get(name); sm != nil {
 		defer sm.release()
 		return sm.profile.Load()
 	}
 	return nil
 }
-
-func (a *Agent) closeModels() { a.models.closeAll() }
 
 // Metrics exposes the agent's Prometheus metrics.
 func (a *Agent) Metrics() *Metrics { return a.metrics }
@@ -643,7 +634,7 @@ func (a *Agent) ID() string { return a.cfg.AgentID }
 // "offline", flush history.
 func (a *Agent) Run(ctx context.Context) error {
 	defer close(a.runDone)
-	defer a.closeModels()
+	defer a.models.closeAll()
 	a.started = time.Now()
 	statusTopic := a.topics.AgentStatus(a.cfg.AgentID)
 	offline, _ := statusPayload("offline", a, nil)
@@ -701,7 +692,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ready.Store(true)
 	close(a.readyCh)
 	a.log.Info("agent ready", "agent", a.cfg.AgentID, "broker", a.cfg.BrokerURL, "requests", reqFilter,
-		"models", len(a.servedModels()), "workers", a.cfg.Workers)
+		"models", len(a.models.all()), "workers", a.cfg.Workers)
 
 	tick := time.NewTicker(a.cfg.StatusInterval)
 	defer tick.Stop()

@@ -116,10 +116,3 @@ func (x *dedupeIndex) keep(recs []store.DedupeEntry, ttl time.Duration) {
 		x.spilled.put(dedupeKey(e.Tenant, e.ID), e.Dedupe, exp)
 	}
 }
-
-// inFlight is how many jobs hold a claim.
-func (x *dedupeIndex) inFlight() int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return len(x.inflight)
-}

@@ -120,7 +120,7 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		}
 	}()
 	ad := admit(req, topic, set, a.defaults)
-	sm := a.model(ad.model)
+	sm := a.models.get(ad.model)
 	if sm == nil {
 		a.answerError(tenantName, req, enc, qos, topic, schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", ad.model), msg)
 		return

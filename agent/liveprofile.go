@@ -274,7 +274,7 @@ func (a *Agent) liveStateOf(t *tenant, set schema.Settings) *liveState {
 		return nil
 	}
 	name := a.modelName(set.Model)
-	sm := a.model(name)
+	sm := a.models.get(name)
 	if sm == nil {
 		return nil
 	}
@@ -305,7 +305,7 @@ func (a *Agent) publishLiveStates() {
 	})
 	for _, d := range list {
 		set := d.t.get()
-		sm := a.model(a.modelName(set.Model))
+		sm := a.models.get(a.modelName(set.Model))
 		if sm == nil {
 			continue
 		}

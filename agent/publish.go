@@ -62,7 +62,7 @@ func statusPayload(state string, a *Agent, extra map[string]any) ([]byte, error)
 		s["uptime_s"] = int(time.Since(a.started).Seconds())
 		s["queued"] = a.sched.len()
 		var names []string
-		for _, sm := range a.servedModels() {
+		for _, sm := range a.models.all() {
 			names = append(names, sm.name)
 		}
 		s["models"] = names
@@ -107,7 +107,7 @@ func (a *Agent) onControl(msg broker.Message) {
 // one of the model the tenant would have (eff).
 func (a *Agent) checkControlModel(c *schema.Control, eff schema.Settings) error {
 	if c.Model != nil && *c.Model != "" {
-		sm := a.model(*c.Model)
+		sm := a.models.get(*c.Model)
 		if sm == nil {
 			return schema.Errorf(schema.CodeUnknownModel, "model %q is not served here", *c.Model)
 		}
@@ -125,7 +125,7 @@ func (a *Agent) checkDefaultExit(set schema.Settings) error {
 	if set.Bound.Exit == nil {
 		return nil
 	}
-	sm := a.model(a.modelName(set.Model))
+	sm := a.models.get(a.modelName(set.Model))
 	if sm == nil {
 		return nil // an unknown model is refused on its own
 	}

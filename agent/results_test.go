@@ -204,8 +204,11 @@ func TestResultsAckAfterPuback(t *testing.T) {
 	if err != nil || string(d.Payload) != string(p.payload) {
 		t.Errorf("dedupe record %v, %v: want the published bytes", d, err)
 	}
-	if g.index.inFlight() != 0 {
-		t.Errorf("%d jobs still in flight after their answer", g.index.inFlight())
+	g.index.mu.Lock()
+	inFlight := len(g.index.inflight)
+	g.index.mu.Unlock()
+	if inFlight != 0 {
+		t.Errorf("%d jobs still in flight after their answer", inFlight)
 	}
 }
 

@@ -24,6 +24,17 @@ func collect(t testing.TB, dir string, opt Options) (*Log, [][]byte) {
 	return l, got
 }
 
+// writeRecords writes n records of 80 bytes, record i filled with i+1:
+// with SegmentSize 100, one segment each.
+func writeRecords(t *testing.T, l *Log, n int) {
+	t.Helper()
+	for i := range n {
+		if _, _, err := l.Write(AppendRecord(nil, bytes.Repeat([]byte{byte(i + 1)}, 80))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func files(t *testing.T, dir string) []string {
 	t.Helper()
 	names, err := filepath.Glob(filepath.Join(dir, "*"+ext))
@@ -243,11 +254,7 @@ func TestDropBeforeDeletesFiles(t *testing.T) {
 func TestDropAnySegment(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := collect(t, dir, Options{SegmentSize: 100})
-	for i := 0; i < 4; i++ {
-		if _, _, err := l.Write(AppendRecord(nil, bytes.Repeat([]byte{byte(i + 1)}, 80))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeRecords(t, l, 4)
 	ids := l.Segments()
 	if len(ids) != 4 {
 		t.Fatalf("segments %v, want 4", ids)
@@ -286,11 +293,7 @@ func TestDropAnySegment(t *testing.T) {
 func TestSync(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := collect(t, dir, Options{SegmentSize: 100})
-	for i := 0; i < 3; i++ {
-		if _, _, err := l.Write(AppendRecord(nil, bytes.Repeat([]byte{byte(i + 1)}, 80))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeRecords(t, l, 3)
 	ids := l.Segments()
 	for _, tc := range []struct {
 		name string
