@@ -163,7 +163,9 @@ func TestCorkedSendsAGroupInOneWrite(t *testing.T) {
 
 // TestAckDelayRidesOnTheNextWrite: with AckDelay, acknowledgements wait
 // for the next packet the client writes instead of taking a write each,
-// and none is lost: the session, resumed, gets none of the messages again.
+// and every one is written. (Whether the broker then redelivers nothing to
+// the resumed session is not checked here: with AckDelay 0 too, about 1 in
+// 100 runs had one message redelivered after a resume; docs/reliability.md.)
 func TestAckDelayRidesOnTheNextWrite(t *testing.T) {
 	t.Parallel()
 	e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{})
@@ -178,6 +180,7 @@ func TestAckDelayRidesOnTheNextWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer sub.Close()
 	in := newInbox()
 	subscribe(t, sub, "ackdelay/#", 1, in.handler(true))
 	const n = 20
@@ -204,17 +207,6 @@ func TestAckDelayRidesOnTheNextWrite(t *testing.T) {
 	}
 	if w, _ := rec.counts(); w-writes0 > probes {
 		t.Errorf("%d acknowledgements and %d publishes took %d writes, want %d", n, probes, w-writes0, probes)
-	}
-	sub.Close()
-	// Resumed, the session has nothing to redeliver: the first message is
-	// the one published after the reconnection.
-	cfg.AckDelay = 0
-	again := dial(t, cfg)
-	in2 := newInbox()
-	subscribe(t, again, "ackdelay/#", 1, in2.handler(true))
-	publish(t, pub, "ackdelay/x", 1, false, "after")
-	if m := in2.next(t, "the message after the reconnection"); string(m.Payload()) != "after" {
-		t.Fatalf("resumed session got %q first: an acknowledgement held by AckDelay was lost", m.Payload())
 	}
 }
 
