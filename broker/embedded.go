@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/delen-edge/delen/internal/slogx"
@@ -95,8 +96,13 @@ type Embedded struct {
 	tcp     *listeners.TCP
 	tlsl    *listeners.TCP
 	mem     *memListener // in-process connections (Dial)
+	local   *localHook   // Local clients (Attach)
+	store   *persistHook // nil without persistence
 	started bool
 	closed  bool
+	// down is closed without the lock: a Local's handler, on a client's
+	// goroutine that Close may wait for, must not take it.
+	down atomic.Bool
 }
 
 // NewEmbedded validates cfg and returns a broker that is not yet listening;
@@ -211,15 +217,21 @@ func (e *Embedded) Start(ctx context.Context) error {
 		}
 	}
 	var store qosStore
+	var ph *persistHook
 	if e.cfg.DataDir != "" {
 		bh, err := e.addStorage(ctx, srv)
 		if err != nil {
 			return fail(fmt.Errorf("broker: persistence in %s: %w", e.cfg.DataDir, err))
 		}
-		store = bh
+		store, ph = bh, bh
 	}
 	if err := srv.AddHook(newTakeoverHook(store, e.log), nil); err != nil {
 		return fail(fmt.Errorf("broker: session takeover hook: %w", err))
+	}
+	// After the persistence hook: a message is stored before a Local has it.
+	local := newLocalHook()
+	if err := srv.AddHook(local, nil); err != nil {
+		return fail(fmt.Errorf("broker: local client hook: %w", err))
 	}
 
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
@@ -243,7 +255,7 @@ func (e *Embedded) Start(ctx context.Context) error {
 	if err := srv.Serve(); err != nil {
 		return fail(fmt.Errorf("broker: serve: %w", err))
 	}
-	e.srv, e.tcp, e.tlsl, e.mem, e.started = srv, tcp, tlsl, mem, true
+	e.srv, e.tcp, e.tlsl, e.mem, e.local, e.store, e.started = srv, tcp, tlsl, mem, local, ph, true
 	return nil
 }
 
@@ -355,6 +367,7 @@ func (e *Embedded) Close() error {
 		return nil
 	}
 	e.closed = true
+	e.down.Store(true)
 	if e.srv == nil {
 		return nil
 	}
