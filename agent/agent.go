@@ -43,6 +43,11 @@ type Config struct {
 	// of dialing BrokerURL, which then only names the broker in logs:
 	// broker.Embedded.Dial, for an embedded broker in the same process.
 	BrokerDial func(ctx context.Context) (net.Conn, error)
+	// Embedded, when set, is the broker in this process that the agent
+	// serves: it attaches to its session there (broker.Embedded.Attach),
+	// with no MQTT packets between them, and BrokerURL and BrokerDial are
+	// not used (with ShareGroup set it dials, as shared subscriptions need).
+	Embedded *broker.Embedded
 	// Username and Password, if the broker wants them.
 	Username, Password string
 	// TLS configures ssl:// and mqtts:// connections.
@@ -327,7 +332,7 @@ type Agent struct {
 	topics   schema.Topics
 	models   *modelSet
 	sched    *scheduler
-	client   *broker.Client
+	client   brokerConn
 	intake   *intakeQueue
 	defaults defaults // from cfg, for admit
 	// intakeWake carries a runner slot taken in intake to a parked intake
@@ -355,6 +360,17 @@ type Agent struct {
 	runDone   chan struct{}
 	stopping  atomic.Bool // intake closed: deliveries stay unacknowledged for the next session
 	started   time.Time
+}
+
+// brokerConn is the agent's connection to its broker: an MQTT client
+// (broker.Client) or, serving the broker of its own process, a
+// broker.Local.
+type brokerConn interface {
+	Connected() bool
+	Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error
+	PublishAsync(topic string, qos byte, retained bool, payload []byte) *broker.Pending
+	Corked(fn func())
+	Close()
 }
 
 // ackDelay is how long the agent's acknowledgements of requests may wait
@@ -636,7 +652,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer close(a.runDone)
 	defer a.models.closeAll()
 	a.started = time.Now()
-	statusTopic := a.topics.AgentStatus(a.cfg.AgentID)
 	offline, _ := statusPayload("offline", a, nil)
 	var workers sync.WaitGroup
 	for i := 0; i < a.cfg.Workers; i++ {
@@ -656,26 +671,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.ShareGroup != "" {
 		reqFilter = a.topics.SharedRequestsFilter(a.cfg.ShareGroup)
 	}
-	// The subscriptions' handlers are in place before the connection, so a
-	// backlog that the broker sends right after its CONNACK reaches intake
-	// (and waits there, in the window) instead of being dropped.
-	client, err := broker.Dial(ctx, broker.ClientConfig{
-		Subscriptions: []broker.Subscription{
-			{Filter: a.topics.ControlFilter(), QoS: 1, Handler: a.onControl},
-			{Filter: reqFilter, QoS: 1, Handler: a.onRequest},
-		},
-		URL: a.cfg.BrokerURL, Dial: a.cfg.BrokerDial, ClientID: a.cfg.AgentID, Username: a.cfg.Username, Password: a.cfg.Password,
-		TLS: a.cfg.TLS, CleanSession: false, Logger: a.log, AckDelay: ackDelay,
-		Will: &broker.Will{Topic: statusTopic, Payload: offline, QoS: 1, Retained: true},
-		OnConnect: func() {
-			a.metrics.brokerUp.Set(1)
-			a.log.Info("broker connected", "broker", a.cfg.BrokerURL)
-		},
-		OnConnectionLost: func(err error) {
-			a.metrics.brokerUp.Set(0)
-			a.log.Warn("broker connection lost", "err", err)
-		},
-	})
+	client, err := a.connect(ctx, reqFilter, offline)
 	if err != nil {
 		a.stopping.Store(true)
 		a.sched.close()
@@ -745,6 +741,44 @@ loop:
 	<-histDone
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// connect opens the agent's connection to its broker: attached to the
+// broker of this process when there is one, an MQTT client otherwise.
+// The subscriptions' handlers are in place before the connection, so a
+// backlog that the broker sends right away reaches intake (and waits
+// there, in the window) instead of being dropped.
+func (a *Agent) connect(ctx context.Context, reqFilter string, offline []byte) (brokerConn, error) {
+	subs := []broker.Subscription{
+		{Filter: a.topics.ControlFilter(), QoS: 1, Handler: a.onControl},
+		{Filter: reqFilter, QoS: 1, Handler: a.onRequest},
+	}
+	if a.cfg.Embedded != nil && a.cfg.ShareGroup == "" {
+		l, err := a.cfg.Embedded.Attach(broker.LocalConfig{ClientID: a.cfg.AgentID, Subscriptions: subs, Logger: a.log})
+		if err != nil {
+			return nil, err
+		}
+		a.log.Info("broker attached in process", "broker", a.cfg.BrokerURL)
+		return l, nil
+	}
+	c, err := broker.Dial(ctx, broker.ClientConfig{
+		Subscriptions: subs,
+		URL:           a.cfg.BrokerURL, Dial: a.cfg.BrokerDial, ClientID: a.cfg.AgentID, Username: a.cfg.Username, Password: a.cfg.Password,
+		TLS: a.cfg.TLS, CleanSession: false, Logger: a.log, AckDelay: ackDelay,
+		Will: &broker.Will{Topic: a.topics.AgentStatus(a.cfg.AgentID), Payload: offline, QoS: 1, Retained: true},
+		OnConnect: func() {
+			a.metrics.brokerUp.Set(1)
+			a.log.Info("broker connected", "broker", a.cfg.BrokerURL)
+		},
+		OnConnectionLost: func(err error) {
+			a.metrics.brokerUp.Set(0)
+			a.log.Warn("broker connection lost", "err", err)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // defaultCompanyWait and defaultCompanySize are Config.CompanyWait's and

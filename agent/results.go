@@ -48,9 +48,9 @@ type pending interface {
 	Err() error
 }
 
-// clientPublisher publishes through the agent's MQTT client, gathering
-// the packets of one step into one write (corker).
-type clientPublisher struct{ c *broker.Client }
+// clientPublisher publishes through the agent's broker connection,
+// gathering the packets of one step into one write (corker).
+type clientPublisher struct{ c brokerConn }
 
 func (p clientPublisher) PublishAsync(topic string, qos byte, retained bool, payload []byte) pending {
 	return p.c.PublishAsync(topic, qos, retained, payload)

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -66,10 +65,10 @@ type ThroughputResult struct {
 // in-process with its store in a temporary folder.
 type Options struct {
 	BrokerURL string
-	// BrokerDial, when set, is the agent's way to the broker instead of
-	// BrokerURL (agent.Config.BrokerDial: an embedded broker in this
-	// process); the benchmark's other clients use BrokerURL.
-	BrokerDial func(context.Context) (net.Conn, error)
+	// Embedded, when set, is the broker at BrokerURL, in this process: the
+	// agent attaches to it as `delen serve` does (agent.Config.Embedded);
+	// the benchmark's other clients use BrokerURL.
+	Embedded *broker.Embedded
 	// N is the number of requests (default 2000 for overhead, 20000 for
 	// throughput).
 	N int
@@ -105,7 +104,7 @@ func startAgent(ctx context.Context, o Options, zooDirs []string, edit func(*age
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	cfg := agent.Config{AgentID: fmt.Sprintf("delen-bench-%d", time.Now().UnixNano()), BrokerURL: o.BrokerURL, BrokerDial: o.BrokerDial,
+	cfg := agent.Config{AgentID: fmt.Sprintf("delen-bench-%d", time.Now().UnixNano()), BrokerURL: o.BrokerURL, Embedded: o.Embedded,
 		Store: st, Zoo: zoo.New(zooDirs...), Workers: o.Workers, QueueLimit: 1 << 20, Logger: o.logger(),
 		StatusInterval: time.Hour}
 	if edit != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -74,8 +73,8 @@ func newBenchExecutorCmd(g *globals) *cobra.Command {
 
 // benchBroker returns the broker to measure against: --broker, or an
 // embedded broker on a free port (closed by the returned func), which the
-// in-process agent reaches as `delen serve` does, through dial.
-func benchBroker(ctx context.Context, g *globals, url string) (_ string, dial func(context.Context) (net.Conn, error), _ func(), _ error) {
+// in-process agent attaches to as `delen serve` does.
+func benchBroker(ctx context.Context, g *globals, url string) (_ string, _ *broker.Embedded, _ func(), _ error) {
 	if url != "" {
 		return url, nil, func() {}, nil
 	}
@@ -86,7 +85,7 @@ func benchBroker(ctx context.Context, g *globals, url string) (_ string, dial fu
 	if err := emb.Start(ctx); err != nil {
 		return "", nil, nil, err
 	}
-	return emb.Addr(), emb.Dial, func() { emb.Close() }, nil
+	return emb.Addr(), emb, func() { emb.Close() }, nil
 }
 
 func newBenchOverheadCmd(g *globals) *cobra.Command {
@@ -99,13 +98,13 @@ func newBenchOverheadCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			u, dial, stop, err := benchBroker(ctx, g, url)
+			u, emb, stop, err := benchBroker(ctx, g, url)
 			if err != nil {
 				return err
 			}
 			defer stop()
 			prog := newProgress(cmd.ErrOrStderr())
-			r, err := agentbench.Overhead(ctx, agentbench.Options{BrokerURL: u, BrokerDial: dial, N: n, Logger: g.quietLogger(), Progress: prog.show})
+			r, err := agentbench.Overhead(ctx, agentbench.Options{BrokerURL: u, Embedded: emb, N: n, Logger: g.quietLogger(), Progress: prog.show})
 			prog.clear()
 			if err != nil {
 				return err
@@ -144,12 +143,12 @@ func newBenchThroughputCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			u, dial, stop, err := benchBroker(ctx, g, url)
+			u, emb, stop, err := benchBroker(ctx, g, url)
 			if err != nil {
 				return err
 			}
 			defer stop()
-			o := agentbench.Options{BrokerURL: u, BrokerDial: dial, N: n, Model: model, Exit: exit, Workers: workers, Logger: g.quietLogger(), ZooDirs: g.openZoo().Dirs}
+			o := agentbench.Options{BrokerURL: u, Embedded: emb, N: n, Model: model, Exit: exit, Workers: workers, Logger: g.quietLogger(), ZooDirs: g.openZoo().Dirs}
 			rep := &throughputReport{}
 			o.MaxBatch = 1
 			if rep.Unbatched, err = agentbench.Throughput(ctx, o); err != nil {

@@ -203,22 +203,24 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}()
 	brokerURL := f.brokerURL
 	var brokerDial func(context.Context) (net.Conn, error)
+	var emb *broker.Embedded
 	if brokerURL == "" {
 		ecfg := broker.EmbeddedConfig{Addr: f.listen, DataDir: filepath.Join(g.data, "broker"), Logger: g.quietLogger().With("component", "broker"),
 			Auth: auth, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, TLSAddr: f.tlsListen, TLSClientCAFile: f.tlsClientCA}
 		if readOnly {
 			ecfg.DataDir = "" // sessions and queued requests live in memory until exit
 		}
-		emb, err := broker.NewEmbedded(ecfg)
-		if err != nil {
+		var err error
+		if emb, err = broker.NewEmbedded(ecfg); err != nil {
 			return err
 		}
 		if err := emb.Start(ctx); err != nil {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
 		defer emb.Close()
-		// The agent reaches its embedded broker in-process: MQTT without
-		// a socket (clients still connect over TCP).
+		// The agent attaches to its embedded broker in-process, with no
+		// MQTT packets between them (clients still connect over TCP); it
+		// dials in-process, MQTT without a socket, for a share group.
 		brokerURL, brokerDial = emb.Addr(), emb.Dial
 		log.Info("embedded broker listening", "addr", brokerURL)
 		if tlsAddr := emb.TLSAddr(); tlsAddr != "" {
@@ -241,7 +243,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	a, err := agent.New(ctx, agent.Config{
 		DefaultPolicy: f.policy, DefaultConditions: conditions, Provider: f.provider, TenantDefaults: tenantDefaults,
-		AgentID: f.agentID, BrokerURL: brokerURL, BrokerDial: brokerDial, ShareGroup: f.shareGroup,
+		AgentID: f.agentID, BrokerURL: brokerURL, BrokerDial: brokerDial, Embedded: emb, ShareGroup: f.shareGroup,
 		Username: agentUser, Password: agentPassword, TLS: agentTLS,
 		Topics: topics, Zoo: g.openZoo(), DefaultModel: f.model,
 		Store: st, Meter: meter, Workers: f.workers, QueueLimit: f.queueLimit, MaxWeight: f.maxWeight, MaxTenants: f.maxTenants, HistoryMaxRecords: f.histMax, DedupeTTL: f.dedupeTTL,

@@ -218,7 +218,7 @@ func startSimAgent(ctx context.Context, cmd *cobra.Command, g *globals, f *simFl
 	}
 	fmt.Fprintf(stderr, "starting an in-process agent (data in %s; models without a stored profile are profiled first)\n", dataDir)
 	a, err := agent.New(ctx, agent.Config{
-		AgentID: "delen-sim-agent", BrokerURL: emb.Addr(), BrokerDial: emb.Dial, Topics: schema.Topics{Prefix: f.prefix},
+		AgentID: "delen-sim-agent", BrokerURL: emb.Addr(), Embedded: emb, Topics: schema.Topics{Prefix: f.prefix},
 		Zoo: z, Store: st, Meter: meter, Workers: f.workers, ProfileRuns: f.profileRuns, Logger: log,
 	})
 	if err != nil {
