@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,14 +24,15 @@ import (
 	"github.com/delen-edge/delen/schema"
 )
 
-// inProcess maps an embedded broker's URL to its Dial: startAgent connects
-// the agent to it in-process, as `delen serve` does; tenants use TCP.
-var inProcess sync.Map // URL → func(context.Context) (net.Conn, error)
+// inProcess maps an embedded broker's URL to the broker: startAgent
+// attaches the agent to it in-process, as `delen serve` does; tenants use
+// TCP.
+var inProcess sync.Map // URL → *broker.Embedded
 
-// startEmbedded starts an embedded broker whose agents connect in-process.
+// startEmbedded starts an embedded broker whose agents attach in-process.
 func startEmbedded(t *testing.T, cfg broker.EmbeddedConfig) *broker.Embedded {
 	e := brokertest.StartEmbedded(t, cfg)
-	inProcess.Store(e.Addr(), e.Dial)
+	inProcess.Store(e.Addr(), e)
 	t.Cleanup(func() { inProcess.Delete(e.Addr()) })
 	return e
 }
@@ -67,8 +67,8 @@ func startAgent(t *testing.T, url, dir string, edit func(*agent.Config)) *runnin
 		AgentID: "agent-test", BrokerURL: url, Store: st, ProfileRuns: 20,
 		Zoo: zoo.New(filepath.Join(dir, "models")), Logger: testLogger(t),
 	}
-	if d, ok := inProcess.Load(url); ok {
-		cfg.BrokerDial = d.(func(context.Context) (net.Conn, error))
+	if e, ok := inProcess.Load(url); ok {
+		cfg.Embedded = e.(*broker.Embedded)
 	}
 	if edit != nil {
 		edit(&cfg)

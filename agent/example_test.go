@@ -37,9 +37,9 @@ func Example() {
 	}
 	defer st.Close()
 	a, err := agent.New(ctx, agent.Config{
-		// The agent reaches the broker it embeds in-process; tenants
-		// connect over TCP.
-		BrokerURL: emb.Addr(), BrokerDial: emb.Dial, Store: st, AgentID: "example"})
+		// The agent attaches to the broker it embeds, in-process;
+		// tenants connect over TCP.
+		BrokerURL: emb.Addr(), Embedded: emb, Store: st, AgentID: "example"})
 	if err != nil {
 		log.Fatal(err)
 	}
