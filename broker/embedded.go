@@ -93,7 +93,7 @@ type Embedded struct {
 
 	mu      sync.Mutex
 	srv     *mqtt.Server
-	tcp     *listeners.TCP
+	tcp     listeners.Listener
 	tlsl    *listeners.TCP
 	mem     *memListener // in-process connections (Dial)
 	local   *localHook   // Local clients (Attach)
@@ -234,7 +234,15 @@ func (e *Embedded) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("broker: local client hook: %w", err))
 	}
 
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
+	var tcp listeners.Listener = listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
+	if ph != nil {
+		// Acknowledgements wait for the in-flight log (ackHoldConn).
+		nl, err := net.Listen("tcp", e.cfg.Addr)
+		if err != nil {
+			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
+		}
+		tcp = listeners.NewNet("tcp", ackHoldListener{Listener: nl, log: ph.inflight})
+	}
 	if err := srv.AddListener(tcp); err != nil {
 		return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
 	}
@@ -288,6 +296,11 @@ func storeOptions(dir string) badgerdb.Options {
 		WithValueLogFileSize(16 << 20)
 }
 
+// inflightFlushDelay bounds how long a record of the in-flight log waits
+// in memory for a flush that no acknowledgement asks for (the agent's
+// acknowledgements, the results it publishes).
+const inflightFlushDelay = 2 * time.Millisecond
+
 // inflightDir is the in-flight log's folder within the data folder.
 const inflightDir = "inflight"
 
@@ -312,6 +325,9 @@ func (e *Embedded) addStorage(ctx context.Context, srv *mqtt.Server) (*persistHo
 		err := srv.AddHook(bh, &badgerhook.Options{Path: e.cfg.DataDir, Options: &opts, GcInterval: gcInterval})
 		if err == nil {
 			bh.inflight, err = openInflightLog(filepath.Join(e.cfg.DataDir, inflightDir), inflightSegSize, e.log)
+			if bh.inflight != nil {
+				bh.inflight.delay = inflightFlushDelay
+			}
 			return bh, err
 		}
 		if !strings.Contains(err.Error(), "Cannot acquire directory lock") || time.Now().After(deadline) {

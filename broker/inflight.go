@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/delen-edge/delen/internal/wal"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
@@ -43,6 +44,11 @@ import (
 // Badger store before). A record torn by a crash mid-write fails its
 // checksum and is dropped at the next open, with the rest of its segment.
 //
+// With a flush delay (the embedded broker's), records gather in memory
+// and go to the file in one write at the next flush: when a connection
+// whose acknowledgements wait for them (ackHoldConn) is about to read
+// again, or after the delay. Without one, each is written at once.
+//
 // Its methods are safe for concurrent use.
 type inflightLog struct {
 	dir     string
@@ -53,15 +59,27 @@ type inflightLog struct {
 	segs []*inflightSeg // oldest first; the last one is appended to
 	live map[string]inflightRef
 	buf  []byte
+
+	// delay, when set, lets records wait in pend up to that long for a
+	// flush; armed tells that the timer that bounds the wait is running.
+	delay time.Duration
+	pend  []byte // records of the active segment not yet written
+	timer *time.Timer
+	armed bool
 }
+
+// maxPend bounds the records gathered for one write; a record larger
+// than this goes to the file at once.
+const maxPend = 1 << 20
 
 // inflightSeg is one segment file and what of it is still in flight.
 type inflightSeg struct {
-	id   uint64
-	f    *os.File
-	size int64 // bytes written
-	n    int   // live messages
-	live int64 // their bytes
+	id      uint64
+	f       *os.File
+	size    int64 // bytes appended, the ones waiting in the log's pend included
+	flushed int64 // bytes written to f
+	n       int   // live messages
+	live    int64 // their bytes
 }
 
 // inflightRef is where a live message's record is.
@@ -156,6 +174,7 @@ func (l *inflightLog) replay(name string, id uint64) (*inflightSeg, error) {
 		}
 		seg.size += n
 	}
+	seg.flushed = seg.size
 	return seg, nil
 }
 
@@ -234,20 +253,85 @@ func (l *inflightLog) roll(id uint64) error {
 func (l *inflightLog) active() *inflightSeg { return l.segs[len(l.segs)-1] }
 
 // write appends rec to the active segment (rolling to a new one when it
-// is full) and returns where it went. l.mu is held.
+// is full) and returns where it went: in the file, or in pend until the
+// next flush. l.mu is held.
 func (l *inflightLog) write(rec []byte) (inflightRef, error) {
 	if a := l.active(); a.size > 0 && a.size+int64(len(rec)) > l.segSize {
+		if err := l.flushLocked(); err != nil {
+			return inflightRef{}, err
+		}
 		if err := l.roll(a.id + 1); err != nil {
 			return inflightRef{}, err
 		}
 	}
 	a := l.active()
+	ref := inflightRef{seg: a, off: a.size, n: int64(len(rec))}
+	if l.delay > 0 && len(l.pend)+len(rec) <= maxPend {
+		l.pend = append(l.pend, rec...)
+		a.size += ref.n
+		if !l.armed {
+			l.armed = true
+			if l.timer == nil {
+				l.timer = time.AfterFunc(l.delay, l.flushLogged)
+			} else {
+				l.timer.Reset(l.delay)
+			}
+		}
+		return ref, nil
+	}
+	if err := l.flushLocked(); err != nil {
+		return inflightRef{}, err
+	}
 	if _, err := a.f.WriteAt(rec, a.size); err != nil {
 		return inflightRef{}, fmt.Errorf("inflight log: append to %s: %w", a.f.Name(), err)
 	}
-	ref := inflightRef{seg: a, off: a.size, n: int64(len(rec))}
 	a.size += ref.n
+	a.flushed = a.size
 	return ref, nil
+}
+
+// flush writes the records gathered in pend to the file, in one write.
+func (l *inflightLog) flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.flushLocked()
+}
+
+// flushLogged is flush for the timer, which has no caller to tell.
+func (l *inflightLog) flushLogged() {
+	if err := l.flush(); err != nil {
+		l.log.Error("broker: in-flight log: write", "error", err)
+	}
+}
+
+// flushLocked writes pend. If the write fails, its records are dropped as
+// a failed append's would be: the messages they stored are no longer kept
+// for a restart (their tombstones neither), and the next record goes
+// where they would have. l.mu is held.
+func (l *inflightLog) flushLocked() error {
+	l.armed = false
+	if len(l.pend) == 0 || len(l.segs) == 0 {
+		return nil
+	}
+	a := l.active()
+	_, err := a.f.WriteAt(l.pend, a.flushed)
+	if err != nil {
+		err = fmt.Errorf("inflight log: append %d bytes to %s: %w", len(l.pend), a.f.Name(), err)
+		for k, ref := range l.live {
+			if ref.seg == a && ref.off >= a.flushed {
+				l.forget(k)
+			}
+		}
+		a.size = a.flushed
+	} else {
+		a.flushed += int64(len(l.pend))
+	}
+	if cap(l.pend) > maxPend {
+		l.pend = nil
+	} else {
+		l.pend = l.pend[:0]
+	}
+	return err
 }
 
 // remember and forget keep the live set and the segments' counts. l.mu is
@@ -370,6 +454,9 @@ func (l *inflightLog) moveForward(old *inflightSeg) bool {
 func (l *inflightLog) messages() ([]storage.Message, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.flushLocked(); err != nil {
+		return nil, err
+	}
 	refs := make([]inflightRef, 0, len(l.live))
 	for _, r := range l.live {
 		refs = append(refs, r)
@@ -404,7 +491,10 @@ func (l *inflightLog) messages() ([]storage.Message, error) {
 func (l *inflightLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var errs []error
+	errs := []error{l.flushLocked()}
+	if l.timer != nil {
+		l.timer.Stop()
+	}
 	for _, s := range l.segs {
 		errs = append(errs, s.f.Close())
 	}

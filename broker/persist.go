@@ -36,6 +36,22 @@ type persistHook struct {
 	log      *slog.Logger
 }
 
+// Provides adds OnPublished to the Badger hook's events.
+func (h *persistHook) Provides(b byte) bool {
+	return b == mqtt.OnPublished || h.Hook.Provides(b)
+}
+
+// OnPublished writes what routing a client's publish stored, unless the
+// client's connection does that before it acknowledges the next ones
+// (ackHoldConn). The broker's own publishes (a Local's) are written by
+// the log's timer, or with the next flush.
+func (h *persistHook) OnPublished(cl *mqtt.Client, _ packets.Packet) {
+	if _, held := cl.Net.Conn.(*ackHoldConn); held || cl.Net.Conn == nil {
+		return
+	}
+	h.inflight.flushLogged()
+}
+
 // cleanSession reports a session whose messages in flight end with its
 // connection.
 func cleanSession(cl *mqtt.Client) bool {
