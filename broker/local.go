@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,6 +115,10 @@ func (e *Embedded) Attach(cfg LocalConfig) (*Local, error) {
 		}
 		cl.State.Inflight = old.State.Inflight
 		cl.State.Subscriptions = old.State.Subscriptions
+		// The quota is the Inflight's: a session restored from the store
+		// has none, and mochi disconnects a client that publishes
+		// without (an inline client's is unbounded).
+		cl.State.Inflight.ResetReceiveQuota(math.MaxInt32)
 	}
 	srv.Clients.Add(cl)
 	if store != nil {

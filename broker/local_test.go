@@ -143,11 +143,25 @@ func TestLocalSessionAcrossRestart(t *testing.T) {
 	}
 	e = brokertest.StartEmbedded(t, broker.EmbeddedConfig{Addr: addr, DataDir: dir})
 	in = newInbox()
-	attach(t, e, "agent-r", sub(in.handler(true)))
+	l = attach(t, e, "agent-r", sub(in.handler(true)))
 	tenant = dial(t, broker.ClientConfig{URL: e.Addr(), ClientID: "r-tenant3", CleanSession: true})
+	results := newInbox()
+	subscribe(t, tenant, "delen/t1/results", 1, results.handler(true))
 	publish(t, tenant, "delen/t1/requests", 1, false, "new")
 	if before, _ := in.until(t, "new"); len(before) > 0 {
 		t.Fatalf("acknowledged requests came again after a restart: %v", before)
+	}
+	// The session restored from the store publishes as a new one does.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := l.Publish(ctx, "delen/t1/results", 1, false, []byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	if m := results.next(t, "the result of a restored session"); string(m.Payload()) != "answer" {
+		t.Fatalf("result %q", m.Payload())
+	}
+	if !l.Connected() {
+		t.Fatal("the restored session's client was disconnected by its publish")
 	}
 }
 
