@@ -59,6 +59,42 @@ func TestKillAgentMidLoad(t *testing.T) {
 	})
 }
 
+// TestKillServeMidLoad kills `delen serve` with its own embedded broker
+// (what `make run` starts: the agent attached to the broker in its
+// process) once about half of a load is answered, and starts it again on
+// the same data folder and port. The broker and the agent die together:
+// a request the tenant had its PUBACK for must be in the broker's
+// in-flight log and come to the agent again, one it had none for the
+// tenant's client sends again when it reconnects, and a result the broker
+// had stored for the tenant's persistent session reaches it then.
+func TestKillServeMidLoad(t *testing.T) {
+	const n, rate = 600, 200.0
+	began := time.Now()
+	ag := newServingAgent(t, newDataDir(t, t.TempDir()), true)
+	ag.start()
+	cam := newTenant(t, ag.brokerURL, "cam")
+	l := cam.sendLoad("r", n, rate, exitBound(2))
+	if !cam.waitAnswered(ag, l.ids, n/2, 20*time.Second, 10*time.Second) {
+		t.Fatalf("only %d of %d answered before the kill", cam.answered(l.ids), n/2)
+	}
+	ag.kill()
+	atKill := cam.answered(l.ids)
+	again := cam.lastAnswered(resendAfterCrash)
+	ag.start()
+	l.wait(t)
+	if !cam.waitAnswered(ag, l.ids, n, 30*time.Second, 5*time.Second) {
+		t.Errorf("after the restart, %d of %d answered", cam.answered(l.ids), n)
+	}
+	cam.resend(ag, l, again)
+	cam.settle(300*time.Millisecond, 3*time.Second)
+	deduped := ag.metric("delen_deduplicated_total")
+	ag.stop()
+	tl := cam.tally(l.ids, int(l.sent.Load()))
+	t.Logf("kill -9 of delen serve at %d answered: %s (incl. %d answered before the kill and resent after it); deduplicated by the restarted agent %.0f; %s",
+		atKill, tl, len(again), deduped, time.Since(began).Round(time.Millisecond))
+	tl.check(t)
+}
+
 // TestRequestsQueuedWhileAgentIsDown publishes requests while the agent is
 // stopped: its persistent session (clean session off, stable client id)
 // and its subscription stay at the broker, which queues the QoS 1 requests

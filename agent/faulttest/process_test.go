@@ -33,6 +33,7 @@ const (
 type agentProc struct {
 	t         *testing.T
 	brokerURL string
+	listen    string // with its own embedded broker: the address it listens on
 	data      string
 	httpAddr  string // "" when HTTP is off
 	extra     []string
@@ -61,6 +62,16 @@ func newAgent(t *testing.T, brokerURL, data string, withHTTP bool, extra ...stri
 	return a
 }
 
+// newServingAgent prepares `delen serve` as shipped, with its own embedded
+// broker on a free loopback port (brokerURL for tenants): a kill ends the
+// broker and the agent together.
+func newServingAgent(t *testing.T, data string, withHTTP bool, extra ...string) *agentProc {
+	a := newAgent(t, "", data, withHTTP, extra...)
+	a.listen = freeAddr(t)
+	a.brokerURL = "tcp://" + a.listen
+	return a
+}
+
 // start runs a new incarnation and waits until it logs "agent ready".
 func (a *agentProc) start() {
 	a.t.Helper()
@@ -75,6 +86,9 @@ func (a *agentProc) start() {
 
 	args := []string{"serve", "--broker", a.brokerURL, "--data", a.data, "--http", a.httpAddr,
 		"--agent-id", agentID, "--meter", "model", "--queue-limit", "10000"}
+	if a.listen != "" {
+		args[1], args[2] = "--listen", a.listen
+	}
 	if lvl := os.Getenv("FAULTTEST_AGENT_LOG"); lvl != "" {
 		args = append(args, "--log-level", lvl) // debug: one line per request
 	}
