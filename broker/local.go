@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,9 +25,10 @@ type LocalConfig struct {
 	// a client that attached here before, or connected over MQTT with this
 	// ID, finds what arrived for it meanwhile. Required.
 	ClientID string
-	// Subscriptions are made in the session when it is attached; their
-	// handlers receive its messages. Shared subscriptions ($share/…) are
-	// not supported: dial the broker for those.
+	// Subscriptions are the session's subscriptions from the attach on
+	// (others it had are ended); their handlers receive its messages.
+	// Shared subscriptions ($share/…) are not supported: dial the broker
+	// for those.
 	Subscriptions []Subscription
 	// Logger receives the client's logs; nil means the broker's.
 	Logger *slog.Logger
@@ -123,6 +125,20 @@ func (e *Embedded) Attach(cfg LocalConfig) (*Local, error) {
 	srv.Clients.Add(cl)
 	if store != nil {
 		store.OnSessionEstablished(cl, packets.Packet{})
+	}
+	// The session's subscriptions are the client's: one an earlier run
+	// made and this one does not (a share group's, say) would keep
+	// collecting messages nobody takes.
+	for filter := range cl.State.Subscriptions.GetAll() {
+		if !slices.ContainsFunc(cfg.Subscriptions, func(s Subscription) bool { return s.Filter == filter }) {
+			cl.State.Subscriptions.Delete(filter)
+			if srv.Topics.Unsubscribe(filter, cl.ID) {
+				atomic.AddInt64(&srv.Info.Subscriptions, -1)
+			}
+			if store != nil {
+				store.OnUnsubscribed(cl, packets.Packet{Filters: packets.Subscriptions{{Filter: filter}}})
+			}
+		}
 	}
 	for _, s := range cfg.Subscriptions {
 		sub := packets.Subscription{Filter: s.Filter, Qos: s.QoS}

@@ -194,6 +194,31 @@ func TestLocalTakesOverMQTTSession(t *testing.T) {
 	}
 }
 
+// The session's subscriptions are the attached client's: one the session
+// had from an earlier client and the Local does not make collects nothing.
+func TestLocalEndsOldSubscriptions(t *testing.T) {
+	t.Parallel()
+	e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{DataDir: t.TempDir()})
+	s := dial(t, broker.ClientConfig{URL: e.Addr(), ClientID: "agent-o", CleanSession: false})
+	subscribe(t, s, "old/#", 1, newInbox().handler(true))
+	s.Close()
+	in := newInbox()
+	l := attach(t, e, "agent-o", broker.Subscription{Filter: "delen/+/requests", QoS: 1, Handler: in.handler(true)})
+	tenant := dial(t, broker.ClientConfig{URL: e.Addr(), ClientID: "o-tenant", CleanSession: true})
+	publish(t, tenant, "old/x", 1, false, "for the old subscription")
+	publish(t, tenant, "delen/t1/requests", 1, false, "request")
+	in.until(t, "request")
+	l.Close()
+	// Were "old/x" in the session, this attach would hand it over.
+	in = newInbox()
+	attach(t, e, "agent-o", broker.Subscription{Filter: "old/#", QoS: 1, Handler: in.handler(true)},
+		broker.Subscription{Filter: "delen/+/requests", QoS: 1, Handler: in.handler(true)})
+	publish(t, tenant, "delen/t1/requests", 1, false, "marker")
+	if before, _ := in.until(t, "marker"); len(before) > 0 {
+		t.Fatalf("the session kept %v for a subscription it no longer had", before)
+	}
+}
+
 // Retained messages that match a subscription are handed over at Attach,
 // as a broker sends them on SUBSCRIBE; bad configurations are refused.
 func TestLocalAttach(t *testing.T) {
