@@ -253,3 +253,24 @@ func TestPubackMeansStored(t *testing.T) {
 		}
 	}
 }
+
+// splitPackets never panics, and the packets it finds are the input, in
+// order, each a whole packet (its length as its header says).
+func FuzzSplitPackets(f *testing.F) {
+	f.Add([]byte{0x40, 0x02, 0x00, 0x07})
+	f.Add([]byte{0x30, 0x05, 0x00, 0x01, 'a', 'x', 'y', 0x50, 0x02, 0x00, 0x08})
+	f.Add([]byte{0x30, 0xff, 0xff, 0xff, 0x7f})
+	f.Add([]byte{0x30, 0x80})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		var got []byte
+		ok := splitPackets(p, func(pk []byte) {
+			if len(pk) < 2 {
+				t.Fatalf("packet % x shorter than a header", pk)
+			}
+			got = append(got, pk...)
+		})
+		if ok && !bytes.Equal(got, p) {
+			t.Fatalf("packets % x are not the input % x", got, p)
+		}
+	})
+}

@@ -85,7 +85,8 @@ type EmbeddedConfig struct {
 // to a random member of the group, which may be a disconnected persistent
 // session that then holds it until it returns). It also works around a
 // mochi bug that made a client's own packet identifiers acknowledge or
-// refuse unrelated flows (see packetIDHook).
+// refuse unrelated flows (see packetIDHook). A client in the same process
+// reaches it without a connection through Attach (Local).
 type Embedded struct {
 	cfg EmbeddedConfig
 	log *slog.Logger
@@ -100,8 +101,9 @@ type Embedded struct {
 	store   *persistHook // nil without persistence
 	started bool
 	closed  bool
-	// down is closed without the lock: a Local's handler, on a client's
-	// goroutine that Close may wait for, must not take it.
+	// down is set by Close and read without the lock: a Local's
+	// handler runs on a client's goroutine that Close may wait for, so
+	// what it calls must not take the lock.
 	down atomic.Bool
 }
 
@@ -244,6 +246,7 @@ func (e *Embedded) Start(ctx context.Context) error {
 		tcp = listeners.NewNet("tcp", ackHoldListener{Listener: nl, log: ph.inflight})
 	}
 	if err := srv.AddListener(tcp); err != nil {
+		tcp.Close(func(string) {}) // its socket, if it has one open
 		return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
 	}
 	var tlsl *listeners.TCP

@@ -29,33 +29,7 @@ const resendAfterCrash = 20
 // exactly once in content.
 func TestKillAgentMidLoad(t *testing.T) {
 	brokers(t, func(t *testing.T, url string) {
-		const n, rate = 600, 200.0
-		began := time.Now()
-		ag := newAgent(t, url, newDataDir(t, t.TempDir()), true)
-		ag.start()
-		cam := newTenant(t, url, "cam")
-		l := cam.sendLoad("r", n, rate, exitBound(2))
-		if !cam.waitAnswered(ag, l.ids, n/2, 20*time.Second, 10*time.Second) {
-			t.Fatalf("only %d of %d answered before the kill", cam.answered(l.ids), n/2)
-		}
-		ag.kill()
-		atKill := cam.answered(l.ids)
-		// The last results before the kill: their dedupe records were
-		// written just before the crash.
-		again := cam.lastAnswered(resendAfterCrash)
-		ag.start()
-		l.wait(t)
-		if !cam.waitAnswered(ag, l.ids, n, 30*time.Second, 5*time.Second) {
-			t.Errorf("after the restart, %d of %d answered", cam.answered(l.ids), n)
-		}
-		cam.resend(ag, l, again)
-		cam.settle(300*time.Millisecond, 3*time.Second)
-		deduped := ag.metric("delen_deduplicated_total")
-		ag.stop()
-		tl := cam.tally(l.ids, int(l.sent.Load()))
-		t.Logf("kill -9 at %d answered: %s (incl. %d answered before the kill and resent after it); deduplicated by the restarted agent %.0f; %s",
-			atKill, tl, len(again), deduped, time.Since(began).Round(time.Millisecond))
-		tl.check(t)
+		killMidLoad(t, newAgent(t, url, newDataDir(t, t.TempDir()), true), "kill -9")
 	})
 }
 
@@ -68,9 +42,15 @@ func TestKillAgentMidLoad(t *testing.T) {
 // tenant's client sends again when it reconnects, and a result the broker
 // had stored for the tenant's persistent session reaches it then.
 func TestKillServeMidLoad(t *testing.T) {
+	killMidLoad(t, newServingAgent(t, newDataDir(t, t.TempDir()), true), "kill -9 of delen serve")
+}
+
+// killMidLoad runs a load of 600 requests at 200 a second against ag,
+// kills it with SIGKILL once half are answered, starts it again, and
+// checks that every request is answered exactly once in content.
+func killMidLoad(t *testing.T, ag *agentProc, what string) {
 	const n, rate = 600, 200.0
 	began := time.Now()
-	ag := newServingAgent(t, newDataDir(t, t.TempDir()), true)
 	ag.start()
 	cam := newTenant(t, ag.brokerURL, "cam")
 	l := cam.sendLoad("r", n, rate, exitBound(2))
@@ -79,6 +59,8 @@ func TestKillServeMidLoad(t *testing.T) {
 	}
 	ag.kill()
 	atKill := cam.answered(l.ids)
+	// The last results before the kill: their dedupe records were
+	// written just before the crash.
 	again := cam.lastAnswered(resendAfterCrash)
 	ag.start()
 	l.wait(t)
@@ -90,8 +72,8 @@ func TestKillServeMidLoad(t *testing.T) {
 	deduped := ag.metric("delen_deduplicated_total")
 	ag.stop()
 	tl := cam.tally(l.ids, int(l.sent.Load()))
-	t.Logf("kill -9 of delen serve at %d answered: %s (incl. %d answered before the kill and resent after it); deduplicated by the restarted agent %.0f; %s",
-		atKill, tl, len(again), deduped, time.Since(began).Round(time.Millisecond))
+	t.Logf("%s at %d answered: %s (incl. %d answered before the kill and resent after it); deduplicated by the restarted agent %.0f; %s",
+		what, atKill, tl, len(again), deduped, time.Since(began).Round(time.Millisecond))
 	tl.check(t)
 }
 
