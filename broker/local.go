@@ -54,6 +54,7 @@ type LocalConfig struct {
 type Local struct {
 	e     *Embedded
 	cl    *mqtt.Client
+	prev  *mqtt.Client // the session's client object before the attach, if any
 	log   *slog.Logger
 	subs  []Subscription
 	store *persistHook // nil without persistence
@@ -115,6 +116,7 @@ func (e *Embedded) Attach(cfg LocalConfig) (*Local, error) {
 			hook.detach(l)
 			return nil, fmt.Errorf("broker: attach: session %s is in use by a connection from %s", cfg.ClientID, old.Net.Remote)
 		}
+		l.prev = old
 		cl.State.Inflight = old.State.Inflight
 		cl.State.Subscriptions = old.State.Subscriptions
 		// The quota is the Inflight's: a session restored from the store
@@ -169,9 +171,11 @@ func (e *Embedded) Attach(cfg LocalConfig) (*Local, error) {
 	return l, nil
 }
 
-// Connected reports whether the client is attached to a running broker.
+// Connected reports whether the client is attached to a running broker:
+// not closed, and its session not taken over by an MQTT connection with
+// the same client ID (which then gets the session's messages).
 func (l *Local) Connected() bool {
-	return !l.closed.Load() && !l.e.down.Load()
+	return !l.closed.Load() && !l.e.down.Load() && !l.cl.IsTakenOver()
 }
 
 // Publish routes a message to the broker's subscribers as the broker
@@ -382,7 +386,10 @@ func (h *localHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, re
 	if pk.FixedHeader.Type != packets.Publish || resends > 0 {
 		return
 	}
-	if l := h.get(cl.ID); l != nil {
+	// The session's object, or the one it replaced (a publisher may have
+	// found that one just before the attach); not a connection's that
+	// took the session over since.
+	if l := h.get(cl.ID); l != nil && (cl == l.cl || cl == l.prev) && !l.cl.IsTakenOver() {
 		l.deliver(pk)
 	}
 }

@@ -245,3 +245,29 @@ func TestLocalAttach(t *testing.T) {
 		}
 	}
 }
+
+// An MQTT connection with the session's client ID takes the session over,
+// as it would from another connection: it gets the session's messages,
+// and the Local client none.
+func TestLocalTakenOver(t *testing.T) {
+	t.Parallel()
+	e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{DataDir: t.TempDir()})
+	local := newInbox()
+	l := attach(t, e, "agent-t", broker.Subscription{Filter: "delen/+/requests", QoS: 1, Handler: local.handler(true)})
+	remote := newInbox()
+	dial(t, broker.ClientConfig{URL: e.Addr(), ClientID: "agent-t", CleanSession: false,
+		Subscriptions: []broker.Subscription{{Filter: "delen/+/requests", QoS: 1, Handler: remote.handler(true)}}})
+	if l.Connected() {
+		t.Fatal("a Local client whose session was taken over reports itself connected")
+	}
+	tenant := dial(t, broker.ClientConfig{URL: e.Addr(), ClientID: "t-tenant", CleanSession: true})
+	publish(t, tenant, "delen/t1/requests", 1, false, "after the takeover")
+	if m := remote.next(t, "the request on the connection"); string(m.Payload()) != "after the takeover" {
+		t.Fatalf("the connection got %q", m.Payload())
+	}
+	select {
+	case m := <-local:
+		t.Fatalf("the Local client got %q after its session was taken over", m.Payload())
+	default:
+	}
+}
