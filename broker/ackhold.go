@@ -5,16 +5,17 @@ import (
 	"sync"
 )
 
-// ackHoldListener gives each accepted connection an ackHoldConn.
+// ackHoldListener gives each accepted connection an ackHoldConn; without
+// a log it passes them on as they are.
 type ackHoldListener struct {
 	net.Listener
-	log *inflightLog
+	log *inflightLog // nil: no persistence, nothing to wait for
 }
 
 func (l ackHoldListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	if err != nil || l.log == nil {
+		return c, err
 	}
 	return &ackHoldConn{Conn: c, log: l.log}, nil
 }

@@ -94,8 +94,8 @@ type Embedded struct {
 
 	mu      sync.Mutex
 	srv     *mqtt.Server
-	tcp     listeners.Listener
-	tlsl    *listeners.TCP
+	tcp     *listeners.Net
+	tlsl    *listeners.Net
 	mem     *memListener // in-process connections (Dial)
 	local   *localHook   // Local clients (Attach)
 	store   *persistHook // nil without persistence
@@ -236,23 +236,32 @@ func (e *Embedded) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("broker: local client hook: %w", err))
 	}
 
-	var tcp listeners.Listener = listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
-	if ph != nil {
-		// Acknowledgements wait for the in-flight log (ackHoldConn).
-		nl, err := net.Listen("tcp", e.cfg.Addr)
-		if err != nil {
-			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
-		}
-		tcp = listeners.NewNet("tcp", ackHoldListener{Listener: nl, log: ph.inflight})
-	}
-	if err := srv.AddListener(tcp); err != nil {
-		tcp.Close(func(string) {}) // its socket, if it has one open
+	// The plain listener is a socket of ours: it keeps accepting through
+	// a shortage of descriptors (retryListener), and with persistence
+	// its connections hold acknowledgements for the in-flight log
+	// (ackHoldConn).
+	nl, err := net.Listen("tcp", e.cfg.Addr)
+	if err != nil {
 		return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
 	}
-	var tlsl *listeners.TCP
+	hold := ackHoldListener{Listener: retryListener{Listener: nl, log: e.log}}
+	if ph != nil {
+		hold.log = ph.inflight
+	}
+	tcp := listeners.NewNet("tcp", hold)
+	if err := srv.AddListener(tcp); err != nil {
+		nl.Close()
+		return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
+	}
+	var tlsl *listeners.Net
 	if e.tls != nil {
-		tlsl = listeners.NewTCP(listeners.Config{ID: "tls", Address: e.cfg.TLSAddr, TLSConfig: e.tls})
+		tl, err := net.Listen("tcp", e.cfg.TLSAddr)
+		if err != nil {
+			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.TLSAddr, err))
+		}
+		tlsl = listeners.NewNet("tls", tls.NewListener(retryListener{Listener: tl, log: e.log}, e.tls))
 		if err := srv.AddListener(tlsl); err != nil {
+			tl.Close()
 			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.TLSAddr, err))
 		}
 	}
