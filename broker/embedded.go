@@ -236,9 +236,9 @@ func (e *Embedded) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("broker: local client hook: %w", err))
 	}
 
-	// The plain listener is a socket of ours: it keeps accepting through
-	// a shortage of descriptors (retryListener), and with persistence
-	// its connections hold acknowledgements for the in-flight log
+	// The listeners are sockets of ours: they keep accepting through a
+	// shortage of descriptors (retryListener), and with persistence their
+	// connections hold acknowledgements for the in-flight log
 	// (ackHoldConn).
 	nl, err := net.Listen("tcp", e.cfg.Addr)
 	if err != nil {
@@ -259,7 +259,12 @@ func (e *Embedded) Start(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.TLSAddr, err))
 		}
-		tlsl = listeners.NewNet("tls", tls.NewListener(retryListener{Listener: tl, log: e.log}, e.tls))
+		// Wrapped above TLS: mochi writes its packets in the clear there.
+		hold := ackHoldListener{Listener: tls.NewListener(retryListener{Listener: tl, log: e.log}, e.tls)}
+		if ph != nil {
+			hold.log = ph.inflight
+		}
+		tlsl = listeners.NewNet("tls", hold)
 		if err := srv.AddListener(tlsl); err != nil {
 			tl.Close()
 			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.TLSAddr, err))

@@ -1,6 +1,10 @@
 package broker
 
-import "net"
+import (
+	"net"
+	"path/filepath"
+	"testing"
+)
 
 // WithConnHook returns cfg with a hook that sees every network connection
 // the client opens (tcp:// URLs only), so tests can cut a connection without
@@ -15,4 +19,11 @@ func WithConnHook(cfg ClientConfig, hook func(net.Conn)) ClientConfig {
 func WithConnWrap(cfg ClientConfig, wrap func(net.Conn) net.Conn) ClientConfig {
 	cfg.connWrap = wrap
 	return cfg
+}
+
+// InflightOnDisk counts the messages in flight that the embedded broker
+// with data folder dir has in its log's files, as a start after a kill -9
+// would find them.
+func InflightOnDisk(t *testing.T, dir string) int {
+	return onDisk(t, filepath.Join(dir, inflightDir))
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -84,4 +85,22 @@ func TestEmbeddedTLSAndFreePort(t *testing.T) {
 	}
 	sub.Close()
 	pub.Close()
+}
+
+// Over TLS too, a tenant that has its PUBACK finds its request stored.
+func TestPubackMeansStoredOverTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key, pool := selfSigned(t, t.TempDir())
+	e := brokertest.StartEmbedded(t, broker.EmbeddedConfig{DataDir: dir, TLSCertFile: cert, TLSKeyFile: key, TLSAddr: "127.0.0.1:0"})
+	// A session that takes nothing: what it is sent stays in flight.
+	attach(t, e, "agent", broker.Subscription{Filter: "delen/+/requests", QoS: 1, Handler: func(broker.Message) {}})
+	tenant := dial(t, broker.ClientConfig{URL: e.TLSAddr(), ClientID: "tls-tenant", CleanSession: true,
+		TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	for i := range 10 {
+		publish(t, tenant, "delen/t1/requests", 1, false, fmt.Sprint("request ", i))
+		if n := broker.InflightOnDisk(t, dir); n != i+1 {
+			t.Fatalf("after %d PUBACKs over TLS %d requests are on disk", i+1, n)
+		}
+	}
 }
