@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -111,11 +112,12 @@ func (e *Embedded) Attach(cfg LocalConfig) (*Local, error) {
 	if !hook.attach(l) {
 		return nil, fmt.Errorf("broker: attach: session %s already has a local client", cfg.ClientID)
 	}
-	if old, ok := srv.Clients.Get(cfg.ClientID); ok {
-		if !old.Closed() {
-			hook.detach(l)
-			return nil, fmt.Errorf("broker: attach: session %s is in use by a connection from %s", cfg.ClientID, old.Net.Remote)
-		}
+	old, ok := settled(srv, cfg.ClientID)
+	if ok && !old.Closed() {
+		hook.detach(l)
+		return nil, fmt.Errorf("broker: attach: session %s is in use by a connection from %s", cfg.ClientID, old.Net.Remote)
+	}
+	if ok {
 		l.prev = old
 		cl.State.Inflight = old.State.Inflight
 		cl.State.Subscriptions = old.State.Subscriptions
@@ -169,6 +171,28 @@ func (e *Embedded) Attach(cfg LocalConfig) (*Local, error) {
 		}
 	}
 	return l, nil
+}
+
+// closingWait bounds how long Attach waits for a connection that holds the
+// session to finish closing.
+const closingWait = time.Second
+
+// settled returns the session's client object once no connection is
+// ending with it: mochi closes a leaving connection's socket before it
+// marks its client closed, and removes a clean session from its clients
+// after that, so a client that has just disconnected may still look
+// connected for a moment, or its clean session vanish under the Local's.
+// A connection still open after closingWait is returned as it is.
+func settled(srv *mqtt.Server, id string) (*mqtt.Client, bool) {
+	deadline := time.Now().Add(closingWait)
+	for {
+		old, ok := srv.Clients.Get(id)
+		ending := ok && (!old.Closed() || cleanSession(old))
+		if !ending || time.Now().After(deadline) {
+			return old, ok
+		}
+		time.Sleep(time.Millisecond) // mochi offers nothing to wait on
+	}
 }
 
 // Connected reports whether the client is attached to a running broker:
