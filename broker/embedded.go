@@ -236,38 +236,18 @@ func (e *Embedded) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("broker: local client hook: %w", err))
 	}
 
-	// The listeners are sockets of ours: they keep accepting through a
-	// shortage of descriptors (retryListener), and with persistence their
-	// connections hold acknowledgements for the in-flight log
-	// (ackHoldConn).
-	nl, err := net.Listen("tcp", e.cfg.Addr)
-	if err != nil {
-		return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
-	}
-	hold := ackHoldListener{Listener: retryListener{Listener: nl, log: e.log}}
+	var inflight *inflightLog
 	if ph != nil {
-		hold.log = ph.inflight
+		inflight = ph.inflight
 	}
-	tcp := listeners.NewNet("tcp", hold)
-	if err := srv.AddListener(tcp); err != nil {
-		nl.Close()
-		return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.Addr, err))
+	tcp, err := addListener(srv, "tcp", e.cfg.Addr, nil, inflight, e.log)
+	if err != nil {
+		return fail(err)
 	}
 	var tlsl *listeners.Net
 	if e.tls != nil {
-		tl, err := net.Listen("tcp", e.cfg.TLSAddr)
-		if err != nil {
-			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.TLSAddr, err))
-		}
-		// Wrapped above TLS: mochi writes its packets in the clear there.
-		hold := ackHoldListener{Listener: tls.NewListener(retryListener{Listener: tl, log: e.log}, e.tls)}
-		if ph != nil {
-			hold.log = ph.inflight
-		}
-		tlsl = listeners.NewNet("tls", hold)
-		if err := srv.AddListener(tlsl); err != nil {
-			tl.Close()
-			return fail(fmt.Errorf("broker: listen on %s: %w", e.cfg.TLSAddr, err))
+		if tlsl, err = addListener(srv, "tls", e.cfg.TLSAddr, e.tls, inflight, e.log); err != nil {
+			return fail(err)
 		}
 	}
 	mem := newMemListener()
@@ -282,6 +262,29 @@ func (e *Embedded) Start(ctx context.Context) error {
 	}
 	e.srv, e.tcp, e.tlsl, e.mem, e.local, e.store, e.started = srv, tcp, tlsl, mem, local, ph, true
 	return nil
+}
+
+// addListener listens on addr and serves MQTT there, over TLS when tc is
+// set. The socket is ours: it keeps accepting through a shortage of
+// descriptors (retryListener), and with persistence (inflight set) its
+// connections hold acknowledgements until the in-flight log is written
+// (ackHoldConn), wrapped above TLS because mochi writes its packets in the
+// clear there.
+func addListener(srv *mqtt.Server, id, addr string, tc *tls.Config, inflight *inflightLog, log *slog.Logger) (*listeners.Net, error) {
+	nl, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen on %s: %w", addr, err)
+	}
+	var l net.Listener = retryListener{Listener: nl, log: log}
+	if tc != nil {
+		l = tls.NewListener(l, tc)
+	}
+	ln := listeners.NewNet(id, ackHoldListener{Listener: l, log: inflight})
+	if err := srv.AddListener(ln); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("broker: listen on %s: %w", addr, err)
+	}
+	return ln, nil
 }
 
 // Dial opens an in-process connection to the started broker: MQTT as over
