@@ -187,7 +187,7 @@ func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the agent: %w", err)
 	}
-	side, brokerSide, err := measure(ctx, o, agentURL, prefix, payloads, agentProc.pid, extPID, true, progress, "agent", nil)
+	side, brokerSide, err := measure(ctx, o, agentURL, prefix, payloads, agentProc, extPID, true, progress, "agent", nil)
 	agentProc.stop()
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -218,7 +218,7 @@ func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the responder: %w", err)
 	}
-	side, brokerSide, err = measure(ctx, o, respURL, prefix, payloads, rp.pid, respBrokerPID, false, progress, "responder", nil)
+	side, brokerSide, err = measure(ctx, o, respURL, prefix, payloads, rp, respBrokerPID, false, progress, "responder", nil)
 	rp.stop()
 	if err != nil {
 		return nil, fmt.Errorf("responder: %w", err)
@@ -261,7 +261,7 @@ func CPU(ctx context.Context, o CPUOptions) (*CPUResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("start the Node.js service: %w", err)
 		}
-		side, brokerSide, err := measure(ctx, o, nodeURL, prefix, payloads, np.pid, nodePID, false, progress, "node", nil)
+		side, brokerSide, err := measure(ctx, o, nodeURL, prefix, payloads, np, nodePID, false, progress, "node", nil)
 		np.stop()
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
@@ -361,7 +361,7 @@ func CPUPair(ctx context.Context, o CPUOptions) (*CPUPairResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sd.out, _, sd.err = measure(ctx, o, sd.url, sd.prefix, payloads, sd.p.pid, 0, true, progress, sd.name,
+			sd.out, _, sd.err = measure(ctx, o, sd.url, sd.prefix, payloads, sd.p, 0, true, progress, sd.name,
 				func() { arrive(); <-start })
 			arrive() // a side that failed before it was ready lets the other go on
 		}()
@@ -390,14 +390,32 @@ func CPUPair(ctx context.Context, o CPUOptions) (*CPUPairResult, error) {
 // drain). ready, when not nil,
 // is called once the side is ready and returns when the load may start
 // (so that two sides start together).
-func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][]byte, pid, brokerPID int, isAgent bool,
+func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][]byte, p *proc, brokerPID int, isAgent bool,
 	progress func(string), name string, ready func()) (CPUSide, *CPUSide, error) {
+	pid := p.pid
 	topics := schema.Topics{Prefix: prefix}
+	// Setting up waits at most 3 minutes, and not at all once the process
+	// under test has exited (a bad model folder, a port in use).
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
+	go func() {
+		select {
+		case <-p.exited:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	exited := func(err error) error {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("exited before it came online (%v): its log is above", p.exitErr())
+		default:
+			return err
+		}
+	}
 	c, err := broker.Dial(dctx, broker.ClientConfig{URL: url, ClientID: prefix + "-load", CleanSession: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return CPUSide{}, nil, err
+		return CPUSide{}, nil, exited(err)
 	}
 	defer c.Close()
 	// Only served answers count: a refusal (status error or shed, e.g. an
@@ -439,7 +457,7 @@ func measure(ctx context.Context, o CPUOptions, url, prefix string, payloads [][
 		select {
 		case <-online:
 		case <-dctx.Done():
-			return CPUSide{}, nil, errors.New("the agent did not come online within 3 minutes")
+			return CPUSide{}, nil, exited(errors.New("the agent did not come online within 3 minutes"))
 		}
 	}
 	if ready != nil {
@@ -771,8 +789,10 @@ func reID(p []byte, n int64) []byte {
 
 // proc is a child process.
 type proc struct {
-	cmd *exec.Cmd
-	pid int
+	cmd    *exec.Cmd
+	pid    int
+	exited chan struct{} // closed when the process has exited
+	err    error         // what Wait returned; set before exited closes
 }
 
 // startProc starts cmd; with ready set, it waits until the process prints
@@ -790,10 +810,10 @@ func startProc(cmd *exec.Cmd, ready string) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, pid: cmd.Process.Pid}
-	if out != nil {
-		got := make(chan bool, 1)
-		go func() {
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	got := make(chan bool, 1)
+	go func() {
+		if out != nil {
 			ok := false
 			for out.Scan() {
 				if strings.TrimSpace(out.Text()) == ready {
@@ -804,7 +824,12 @@ func startProc(cmd *exec.Cmd, ready string) (*proc, error) {
 			got <- ok
 			for out.Scan() {
 			}
-		}()
+		}
+		// After the output is read to its end: Wait closes the pipe.
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	if out != nil {
 		select {
 		case ok := <-got:
 			if !ok {
@@ -819,16 +844,22 @@ func startProc(cmd *exec.Cmd, ready string) (*proc, error) {
 	return p, nil
 }
 
+// exitErr says how the process ended, once it has.
+func (p *proc) exitErr() error {
+	if p.err != nil {
+		return p.err
+	}
+	return errors.New("exit status 0")
+}
+
 // stop ends the process: SIGTERM, then SIGKILL after 15 s.
 func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(15 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.exited
 	}
 }
 

@@ -250,3 +250,47 @@ func TestNodeServiceParses(t *testing.T) {
 		t.Fatalf("node --check service.mjs: %v\n%s", err, out)
 	}
 }
+
+// A process under test that exits while the bench waits for it (a bad
+// model folder, a port in use) is reported with how it ended, not after
+// the 3-minute wait for it to come online.
+func TestMeasureReportsAProcessThatExited(t *testing.T) {
+	free, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A listener that takes connections and never answers: an MQTT
+	// connect to it waits.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	for _, tc := range []struct {
+		name string
+		url  string // where the bench dials
+	}{
+		{"its broker never came up", "tcp://" + free},
+		{"its broker never answered", "tcp://" + silent.Addr().String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := startProc(exec.Command("sh", "-c", "exit 3"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = measure(context.Background(), CPUOptions{Rate: 100, Duration: time.Second}, tc.url, "t", [][]byte{nil}, p, 0, true, func(string) {}, "agent", nil)
+			if err == nil || !strings.Contains(err.Error(), "exited before it came online (exit status 3)") {
+				t.Fatalf("measure of a process that exited: %v; want it to say the process exited with status 3", err)
+			}
+		})
+	}
+}
