@@ -3,6 +3,7 @@ package agent
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/profile"
@@ -146,4 +147,30 @@ func (ms *modelSet) removeUnless(keep func(name string) bool) (removed []string)
 // closeAll retires every model.
 func (ms *modelSet) closeAll() {
 	ms.removeUnless(func(string) bool { return false })
+}
+
+// longStage is a stage run long enough that the agent should not have
+// its intake and network wait behind it on a shared P.
+const longStage = 2 * time.Millisecond
+
+// MinProcs is the fewest Ps (GOMAXPROCS) the agent serves well on now, for
+// a procs.Tuner: one while every served model's stages are short
+// (mnist-ee's take microseconds), and one more than its workers while a
+// stage takes milliseconds of CPU (p99 of its profile; its wall time grows
+// with the machine's load and would say nothing of the stage): with fewer, a request or
+// a PUBACK that arrives while every P is inside ONNX Runtime waits for Go's
+// monitor thread to notice, up to 10 ms.
+func (a *Agent) MinProcs() int {
+	for _, sm := range a.models.all() {
+		p := sm.profile.Load()
+		if p == nil {
+			return a.cfg.Workers + 1 // not measured yet: assume long
+		}
+		for _, st := range p.Stages {
+			if st.CPUMS.P99 >= float64(longStage)/float64(time.Millisecond) {
+				return a.cfg.Workers + 1
+			}
+		}
+	}
+	return 1
 }

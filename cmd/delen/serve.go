@@ -21,6 +21,7 @@ import (
 	"github.com/delen-edge/delen/agent/store"
 	"github.com/delen-edge/delen/agent/tenants"
 	"github.com/delen-edge/delen/broker"
+	"github.com/delen-edge/delen/internal/procs"
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/imagein"
 	"github.com/delen-edge/delen/models/profile"
@@ -35,6 +36,7 @@ type serveFlags struct {
 	listen     string
 	httpAddr   string
 	pprof      bool
+	tuneProcs  bool
 	shareGroup string
 	agentID    string
 	prefix     string
@@ -92,6 +94,7 @@ files. A flag on the command line beats its variable, which beats the file.`,
 	fs.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "`address` of /healthz, /readyz, /metrics, /history (empty: off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler (heap, goroutines, CPU) under /debug/pprof/ on --http; for diagnosis (refused on an --http beyond the loopback without --pprof-remote)")
 	fs.BoolVar(&f.pprofRemote, "pprof-remote", false, "allow --pprof on an --http address beyond the loopback")
+	fs.BoolVar(&f.tuneProcs, "tune-procs", true, "size Go's scheduler (GOMAXPROCS) to the CPU the agent uses, between 1 (one more than --workers while a model's stages take milliseconds) and the CPUs it may use: idle Ps cost CPU on every request (off, or with GOMAXPROCS set: Go's own setting)")
 	fs.StringVar(&f.shareGroup, "share-group", "", "subscribe through $share/GROUP/... so several agents split the load")
 	fs.StringVar(&f.agentID, "agent-id", "", "agent id (MQTT client id, status topic); default delen-<hostname>")
 	fs.StringVar(&f.prefix, "prefix", "delen", "topic prefix")
@@ -281,6 +284,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			}
 		}
 	}()
+	if f.tuneProcs && os.Getenv("GOMAXPROCS") == "" {
+		go (&procs.Tuner{Floor: a.MinProcs, Log: log}).Run(ctx)
+	}
 	if g.onReady != nil {
 		go func() {
 			if a.WaitReady(ctx) == nil {

@@ -39,7 +39,9 @@ func startServe(t *testing.T, data string, args ...string) servedAgent {
 	var errOut bytes.Buffer
 	root.SetErr(&errOut)
 	root.SetArgs(append([]string{"serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data", data,
-		"--meter", "model", "--log-level", "warn"}, args...))
+		"--meter", "model", "--log-level", "warn",
+		// GOMAXPROCS is the test process's, shared by parallel tests.
+		"--tune-procs=false"}, args...))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
