@@ -156,10 +156,10 @@ const longStage = 2 * time.Millisecond
 // MinProcs is the fewest Ps (GOMAXPROCS) the agent serves well on now, for
 // a procs.Tuner: one while every served model's stages are short
 // (mnist-ee's take microseconds), and one more than its workers while a
-// stage takes milliseconds of CPU (p99 of its profile; its wall time grows
-// with the machine's load and would say nothing of the stage): with fewer, a request or
-// a PUBACK that arrives while every P is inside ONNX Runtime waits for Go's
-// monitor thread to notice, up to 10 ms.
+// stage takes milliseconds of CPU (p99 of its profile: the wall time grows
+// with the machine's load and says nothing of the stage) or a model has no
+// profile yet. With fewer, a request or a PUBACK that arrives while every P
+// is inside ONNX Runtime waits for Go's monitor thread, up to 10 ms.
 func (a *Agent) MinProcs() int {
 	for _, sm := range a.models.all() {
 		p := sm.profile.Load()

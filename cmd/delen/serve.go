@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -284,7 +285,11 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			}
 		}
 	}()
-	if f.tuneProcs && os.Getenv("GOMAXPROCS") == "" {
+	switch {
+	case !f.tuneProcs:
+	case os.Getenv("GOMAXPROCS") != "":
+		log.Info("GOMAXPROCS is set: the agent keeps it (--tune-procs does nothing)", "gomaxprocs", runtime.GOMAXPROCS(0))
+	default:
 		go (&procs.Tuner{Floor: a.MinProcs, Log: log}).Run(ctx)
 	}
 	if g.onReady != nil {
