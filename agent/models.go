@@ -3,7 +3,6 @@ package agent
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/profile"
@@ -149,9 +148,9 @@ func (ms *modelSet) closeAll() {
 	ms.removeUnless(func(string) bool { return false })
 }
 
-// longStage is a stage run long enough that the agent should not have
-// its intake and network wait behind it on a shared P.
-const longStage = 2 * time.Millisecond
+// longStageMS is a stage's CPU time (ms) long enough that the agent should
+// not have its intake and network wait behind it on a shared P.
+const longStageMS = 2.0
 
 // MinProcs is the fewest Ps (GOMAXPROCS) the agent serves well on now, for
 // a procs.Tuner: one while every served model's stages are short
@@ -167,7 +166,7 @@ func (a *Agent) MinProcs() int {
 			return a.cfg.Workers + 1 // not measured yet: assume long
 		}
 		for _, st := range p.Stages {
-			if st.CPUMS.P99 >= float64(longStage)/float64(time.Millisecond) {
+			if st.CPUMS.P99 >= longStageMS {
 				return a.cfg.Workers + 1
 			}
 		}

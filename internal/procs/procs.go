@@ -3,8 +3,9 @@
 //
 // With more Ps than the work needs, every goroutine made runnable wakes an
 // idle P's thread, which spins looking for work and parks again: on a
-// 2-core box serving mnist-ee at 3,000 req/s that was 10–25% of the agent's
-// CPU per request (docs/evaluation.md, "Go's scheduler"). A Tuner keeps
+// 2-core box serving mnist-ee that was 12–29% of the agent's CPU per
+// request at 1,500–12,000 req/s (docs/evaluation.md, "The tenth session:
+// Go's scheduler sized to the agent's CPU use"). A Tuner keeps
 // the Ps near what the process uses, with headroom, and gives them back
 // as soon as it needs them.
 package procs
@@ -32,7 +33,7 @@ type Tuner struct {
 	Floor func() int
 	// Interval between decisions; 0 means 500 ms.
 	Interval time.Duration
-	// Log, when set, gets a line for every change.
+	// Log gets a line for every change; nil means none.
 	Log *slog.Logger
 
 	// For tests: the process's CPU time, the setter, the clock.
@@ -98,6 +99,10 @@ func (t *Tuner) Run(ctx context.Context) {
 	if every <= 0 {
 		every = 500 * time.Millisecond
 	}
+	log := t.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	start := set(0)
 	defer set(start)
 	hi := t.Max
@@ -107,9 +112,7 @@ func (t *Tuner) Run(ctx context.Context) {
 	cur := start
 	c0, err := cpu()
 	if err != nil {
-		if t.Log != nil {
-			t.Log.Warn("GOMAXPROCS left as it is: the process's CPU time is not readable", "err", err)
-		}
+		log.Warn("GOMAXPROCS left as it is: the process's CPU time is not readable", "err", err)
 		return
 	}
 	t0 := now()
@@ -141,9 +144,7 @@ func (t *Tuner) Run(ctx context.Context) {
 		low = l
 		if next != cur {
 			set(next)
-			if t.Log != nil {
-				t.Log.Info("GOMAXPROCS changed", "from", cur, "to", next, "cpu_cores", math.Round(cores*100)/100, "floor", lo)
-			}
+			log.Info("GOMAXPROCS changed", "from", cur, "to", next, "cpu_cores", math.Round(cores*100)/100, "floor", lo)
 			cur = next
 		}
 	}
