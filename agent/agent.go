@@ -340,8 +340,11 @@ type Agent struct {
 	intakeWake chan struct{}
 	results    *results
 	running    atomic.Int32 // stages running now (workers and inline)
-	hist       *historyWriter
-	metrics    *Metrics
+	// tightSeen is when the last request with a latency bound under
+	// tightLatencyMS was admitted (Unix ns; MinProcs).
+	tightSeen atomic.Int64
+	hist      *historyWriter
+	metrics   *Metrics
 
 	tenants *tenantTable
 	control *control

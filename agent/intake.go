@@ -149,6 +149,9 @@ func (a *Agent) handleRequest(msg broker.Message, tenantName string, arrival tim
 		model: sm, policy: pol, bound: ad.bound, conditions: ad.conditions, infeasible: ad.infeasible,
 		arrival: arrival, input: input,
 	}
+	if lb := ad.bound.LatencyMS; lb != nil && *lb < tightLatencyMS {
+		a.tightSeen.Store(arrival.UnixNano())
+	}
 	j.task = task{tenant: tenantName, seq: a.sched.nextSeq(), job: j, queuedAt: arrival}
 	j.setDeadline(a.cfg.SentAtFuture, a.cfg.SentAtMaxAge)
 	// Claimed before it is planned: a job that loses the claim to the same

@@ -3,6 +3,7 @@ package agent
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/delen-edge/delen/models"
 	"github.com/delen-edge/delen/models/profile"
@@ -152,14 +153,28 @@ func (ms *modelSet) closeAll() {
 // not have its intake and network wait behind it on a shared P.
 const longStageMS = 2.0
 
+// A latency bound under tightLatencyMS leaves no room for the tail that
+// one P shared by the broker's reader and the agent adds (the
+// multi-tenant scenario's 1-2 ms camera met 0.95-0.98 of its deadlines on
+// one P against 0.98-0.99 on two); while such requests came within
+// tightHold, the agent keeps its Ps.
+const (
+	tightLatencyMS = 10.0
+	tightHold      = 10 * time.Second
+)
+
 // MinProcs is the fewest Ps (GOMAXPROCS) the agent serves well on now, for
 // a procs.Tuner: one while every served model's stages are short
-// (mnist-ee's take microseconds), and one more than its workers while a
-// stage takes milliseconds of CPU (p99 of its profile: the wall time grows
-// with the machine's load and says nothing of the stage) or a model has no
-// profile yet. With fewer, a request or a PUBACK that arrives while every P
-// is inside ONNX Runtime waits for Go's monitor thread, up to 10 ms.
+// (mnist-ee's take microseconds) and no tight latency bound is being
+// served, else one more than its workers. A stage counts as long when it
+// takes milliseconds of CPU (p99 of its profile: the wall time grows with
+// the machine's load and says nothing of the stage) or has no profile yet:
+// with fewer Ps, a request or a PUBACK that arrives while every P is inside
+// ONNX Runtime waits for Go's monitor thread, up to 10 ms.
 func (a *Agent) MinProcs() int {
+	if time.Since(time.Unix(0, a.tightSeen.Load())) < tightHold {
+		return a.cfg.Workers + 1
+	}
 	for _, sm := range a.models.all() {
 		p := sm.profile.Load()
 		if p == nil {
